@@ -1,0 +1,7 @@
+//! podsup: a declarative pod supervisor for small Linux machines.
+//!
+//! See ARCHITECTURE.md for the map of modules and the invariants they keep.
+
+pub mod cli;
+pub mod manifest;
+pub mod model;
