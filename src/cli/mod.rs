@@ -15,7 +15,12 @@ mod validate;
 /// Drop a Pod manifest into the manifest directory and podsup runs it the way a kubelet runs a
 /// static pod. The same files run unchanged on Kubernetes or k3s.
 #[derive(Debug, Parser)]
-#[command(name = "podsup", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "podsup",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     /// More log output (-v debug, -vv trace); RUST_LOG overrides it
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -78,9 +83,14 @@ pub fn init_logging(verbose: u8) {
 /// Writes to stdout; a closed pipe (`podsup ... | head`) is a normal end, not an error.
 pub(crate) fn out(text: &str) -> Result<(), Failure> {
     let mut stdout = io::stdout().lock();
-    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => std::process::exit(0),
-        Err(e) => Err(Failure::Internal(anyhow::Error::new(e).context("write to stdout"))),
+        Err(e) => Err(Failure::Internal(
+            anyhow::Error::new(e).context("write to stdout"),
+        )),
     }
 }

@@ -104,13 +104,26 @@ pub const MAX_DEPTH: usize = 64;
 pub const MAX_NODES: usize = 200_000;
 
 fn pos_of(span: &Span) -> Pos {
-    Pos { line: span.start.line() as u32, col: span.start.col() as u32 + 1 }
+    Pos {
+        line: span.start.line() as u32,
+        col: span.start.col() as u32 + 1,
+    }
 }
 
 /// A collection being built.
 enum Frame {
-    Seq { items: Vec<Node>, pos: Pos, anchor: usize },
-    Map { entries: Vec<(Node, Node)>, merged: Vec<(Node, Node)>, key: Option<Node>, pos: Pos, anchor: usize },
+    Seq {
+        items: Vec<Node>,
+        pos: Pos,
+        anchor: usize,
+    },
+    Map {
+        entries: Vec<(Node, Node)>,
+        merged: Vec<(Node, Node)>,
+        key: Option<Node>,
+        pos: Pos,
+        anchor: usize,
+    },
 }
 
 /// Parses every document of `text`. Empty documents (only comments, or a trailing `---`)
@@ -128,7 +141,10 @@ pub fn parse_documents(text: &str) -> Result<Vec<Node>, YamlError> {
 
     for item in parser {
         let (event, span) = item.map_err(|e| YamlError {
-            pos: Pos { line: e.marker().line() as u32, col: e.marker().col() as u32 + 1 },
+            pos: Pos {
+                line: e.marker().line() as u32,
+                col: e.marker().col() as u32 + 1,
+            },
             msg: e.info().to_string(),
         })?;
         let pos = pos_of(&span);
@@ -148,12 +164,18 @@ pub fn parse_documents(text: &str) -> Result<Vec<Node>, YamlError> {
                 continue;
             }
             Event::UnresolvedAlias(name) => {
-                return Err(YamlError { pos, msg: format!("unknown anchor {name:?}") });
+                return Err(YamlError {
+                    pos,
+                    msg: format!("unknown anchor {name:?}"),
+                });
             }
             #[allow(unreachable_patterns)]
             Event::Alias(id) => {
                 let Some((n, size)) = anchors.get(&id) else {
-                    return Err(YamlError { pos, msg: "alias to an unknown anchor".into() });
+                    return Err(YamlError {
+                        pos,
+                        msg: "alias to an unknown anchor".into(),
+                    });
                 };
                 let mut n = n.clone();
                 n.pos = pos;
@@ -163,37 +185,83 @@ pub fn parse_documents(text: &str) -> Result<Vec<Node>, YamlError> {
                 let tag = tag.map(|t| t.suffix().to_string());
                 let scalar = resolve_scalar(&value, style, tag.as_deref())
                     .map_err(|msg| YamlError { pos, msg })?;
-                (Node { kind: NodeKind::Scalar(scalar), pos }, anchor, 1)
+                (
+                    Node {
+                        kind: NodeKind::Scalar(scalar),
+                        pos,
+                    },
+                    anchor,
+                    1,
+                )
             }
             Event::SequenceStart(_, anchor, _) => {
                 if stack.len() >= MAX_DEPTH {
-                    return Err(YamlError { pos, msg: format!("nesting deeper than {MAX_DEPTH} levels") });
+                    return Err(YamlError {
+                        pos,
+                        msg: format!("nesting deeper than {MAX_DEPTH} levels"),
+                    });
                 }
-                stack.push(Frame::Seq { items: Vec::new(), pos, anchor });
+                stack.push(Frame::Seq {
+                    items: Vec::new(),
+                    pos,
+                    anchor,
+                });
                 continue;
             }
             Event::MappingStart(_, anchor, _) => {
                 if stack.len() >= MAX_DEPTH {
-                    return Err(YamlError { pos, msg: format!("nesting deeper than {MAX_DEPTH} levels") });
+                    return Err(YamlError {
+                        pos,
+                        msg: format!("nesting deeper than {MAX_DEPTH} levels"),
+                    });
                 }
-                stack.push(Frame::Map { entries: Vec::new(), merged: Vec::new(), key: None, pos, anchor });
+                stack.push(Frame::Map {
+                    entries: Vec::new(),
+                    merged: Vec::new(),
+                    key: None,
+                    pos,
+                    anchor,
+                });
                 continue;
             }
             Event::SequenceEnd | Event::MappingEnd => {
-                let frame = stack.pop().ok_or_else(|| YamlError { pos, msg: "unbalanced collection".into() })?;
+                let frame = stack.pop().ok_or_else(|| YamlError {
+                    pos,
+                    msg: "unbalanced collection".into(),
+                })?;
                 match frame {
                     Frame::Seq { items, pos, anchor } => {
                         let w = 1 + items.len();
-                        (Node { kind: NodeKind::Seq(items), pos }, anchor, w)
+                        (
+                            Node {
+                                kind: NodeKind::Seq(items),
+                                pos,
+                            },
+                            anchor,
+                            w,
+                        )
                     }
-                    Frame::Map { mut entries, merged, pos, anchor, .. } => {
+                    Frame::Map {
+                        mut entries,
+                        merged,
+                        pos,
+                        anchor,
+                        ..
+                    } => {
                         for (k, v) in merged {
                             if !entries.iter().any(|(e, _)| e.as_str() == k.as_str()) {
                                 entries.push((k, v));
                             }
                         }
                         let w = 1 + entries.len() * 2;
-                        (Node { kind: NodeKind::Map(entries), pos }, anchor, w)
+                        (
+                            Node {
+                                kind: NodeKind::Map(entries),
+                                pos,
+                            },
+                            anchor,
+                            w,
+                        )
                     }
                 }
             }
@@ -240,10 +308,18 @@ fn push_node(stack: &mut [Frame], root: &mut Option<Node>, node: Node) -> Result
     match stack.last_mut() {
         None => *root = Some(node),
         Some(Frame::Seq { items, .. }) => items.push(node),
-        Some(Frame::Map { entries, merged, key, .. }) => match key.take() {
+        Some(Frame::Map {
+            entries,
+            merged,
+            key,
+            ..
+        }) => match key.take() {
             None => {
                 let NodeKind::Scalar(scalar) = &node.kind else {
-                    return Err(YamlError { pos: node.pos, msg: "a mapping key must be a scalar".into() });
+                    return Err(YamlError {
+                        pos: node.pos,
+                        msg: "a mapping key must be a scalar".into(),
+                    });
                 };
                 // Keys compare as text, the way Kubernetes' JSON conversion sees them.
                 let text = scalar_key_text(scalar);
@@ -253,7 +329,10 @@ fn push_node(stack: &mut [Frame], root: &mut Option<Node>, node: Node) -> Result
                         msg: format!("duplicate key {text:?} (first at {})", first.pos),
                     });
                 }
-                *key = Some(Node { kind: NodeKind::Scalar(Scalar::Str(text)), pos: node.pos });
+                *key = Some(Node {
+                    kind: NodeKind::Scalar(Scalar::Str(text)),
+                    pos: node.pos,
+                });
             }
             Some(k) => {
                 if k.as_str() == Some("<<") {
@@ -278,12 +357,22 @@ fn merge_into(entries: &mut Vec<(Node, Node)>, value: Node) -> Result<(), YamlEr
             for item in items {
                 match item.kind {
                     NodeKind::Map(m) => maps.push(m),
-                    _ => return Err(YamlError { pos: item.pos, msg: "a merge key (<<) takes mappings only".into() }),
+                    _ => {
+                        return Err(YamlError {
+                            pos: item.pos,
+                            msg: "a merge key (<<) takes mappings only".into(),
+                        });
+                    }
                 }
             }
             maps
         }
-        _ => return Err(YamlError { pos, msg: "a merge key (<<) takes a mapping or a list of mappings".into() }),
+        _ => {
+            return Err(YamlError {
+                pos,
+                msg: "a merge key (<<) takes a mapping or a list of mappings".into(),
+            });
+        }
     };
     for src in sources {
         for (k, v) in src {
@@ -306,7 +395,11 @@ fn scalar_key_text(s: &Scalar) -> String {
 }
 
 /// Resolves a scalar the way go-yaml (YAML 1.1), and so Kubernetes, does.
-pub fn resolve_scalar(value: &str, style: ScalarStyle, tag: Option<&str>) -> Result<Scalar, String> {
+pub fn resolve_scalar(
+    value: &str,
+    style: ScalarStyle,
+    tag: Option<&str>,
+) -> Result<Scalar, String> {
     if let Some(tag) = tag {
         return match tag {
             "str" => Ok(Scalar::Str(value.to_string())),
@@ -340,7 +433,9 @@ fn resolve_plain(v: &str) -> Option<Scalar> {
         "n" | "N" | "no" | "No" | "NO" | "false" | "False" | "FALSE" | "off" | "Off" | "OFF" => {
             return Some(Scalar::Bool(false));
         }
-        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => return Some(Scalar::Float(f64::INFINITY)),
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
+            return Some(Scalar::Float(f64::INFINITY));
+        }
         "-.inf" | "-.Inf" | "-.INF" => return Some(Scalar::Float(f64::NEG_INFINITY)),
         ".nan" | ".NaN" | ".NAN" => return Some(Scalar::Float(f64::NAN)),
         _ => {}
@@ -452,8 +547,14 @@ mod tests {
         assert_eq!(plain("128Mi"), Scalar::Str("128Mi".into()));
         assert_eq!(plain("500m"), Scalar::Str("500m".into()));
         assert_eq!(plain("1.2.3"), Scalar::Str("1.2.3".into()));
-        assert_eq!(resolve_scalar("yes", ScalarStyle::DoubleQuoted, None).unwrap(), Scalar::Str("yes".into()));
-        assert_eq!(resolve_scalar("80", ScalarStyle::Plain, Some("str")).unwrap(), Scalar::Str("80".into()));
+        assert_eq!(
+            resolve_scalar("yes", ScalarStyle::DoubleQuoted, None).unwrap(),
+            Scalar::Str("yes".into())
+        );
+        assert_eq!(
+            resolve_scalar("80", ScalarStyle::Plain, Some("str")).unwrap(),
+            Scalar::Str("80".into())
+        );
     }
 
     #[test]
@@ -461,7 +562,9 @@ mod tests {
         let docs = parse_documents("a: 1\nb:\n  - x\n  - k: 2\n").unwrap();
         assert_eq!(docs.len(), 1);
         let b = docs[0].get("b").unwrap();
-        let NodeKind::Seq(items) = &b.kind else { panic!() };
+        let NodeKind::Seq(items) = &b.kind else {
+            panic!()
+        };
         assert_eq!(items[1].get("k").unwrap().pos, Pos { line: 4, col: 8 });
         assert_eq!(docs[0].key_pos("b"), Some(Pos { line: 2, col: 1 }));
     }

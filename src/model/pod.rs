@@ -32,7 +32,11 @@ impl Pod {
     /// `namespace/name`, the pod's identity.
     pub fn key(&self) -> PodKey {
         PodKey {
-            namespace: self.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+            namespace: self
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into()),
             name: self.metadata.name.clone(),
         }
     }

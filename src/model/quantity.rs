@@ -26,12 +26,18 @@ impl Quantity {
     /// exponent (`e3`, `E-2`). Values are rounded up to the nano-unit, as Kubernetes does.
     pub fn parse(text: &str) -> Result<Quantity, QuantityError> {
         let nanos = parse_nanos(text)?;
-        Ok(Quantity { text: text.to_string(), nanos })
+        Ok(Quantity {
+            text: text.to_string(),
+            nanos,
+        })
     }
 
     /// Builds a quantity from a whole number of units (e.g. bytes).
     pub fn from_units(units: i64) -> Quantity {
-        Quantity { text: units.to_string(), nanos: units as i128 * NANO }
+        Quantity {
+            text: units.to_string(),
+            nanos: units as i128 * NANO,
+        }
     }
 
     /// The value in thousandths of a unit, rounded up (cpu: millicores).
@@ -91,7 +97,9 @@ impl fmt::Display for Quantity {
 /// Why a quantity did not parse.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum QuantityError {
-    #[error("quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'")]
+    #[error(
+        "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
+    )]
     Syntax,
     #[error("quantity is too large")]
     TooLarge,
@@ -111,7 +119,9 @@ fn parse_nanos(text: &str) -> Result<i128, QuantityError> {
         _ => (false, s),
     };
     // Number part: digits with at most one dot, at least one digit.
-    let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+    let num_end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(rest.len());
     let (num, suffix) = rest.split_at(num_end);
     let (int_part, frac_part) = match num.split_once('.') {
         Some((i, f)) => (i, f),
@@ -281,7 +291,10 @@ mod tests {
 
     #[test]
     fn rejects_bad_syntax() {
-        for bad in ["", "abc", "1.2.3", "1Mb", "1 Mi", "Mi", "1e", "1e1000", ".", "--1", "1ki", "0x10", "1e+"] {
+        for bad in [
+            "", "abc", "1.2.3", "1Mb", "1 Mi", "Mi", "1e", "1e1000", ".", "--1", "1ki", "0x10",
+            "1e+",
+        ] {
             assert!(Quantity::parse(bad).is_err(), "{bad} should be rejected");
         }
     }

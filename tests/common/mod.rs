@@ -1,0 +1,100 @@
+//! Helpers shared by the kernel-facing tests: root check, per-test directories, a busybox
+//! root filesystem built at test time.
+#![allow(dead_code)]
+
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The podsup binary under test.
+pub fn podsup() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_podsup"))
+}
+
+/// True when the test may touch the kernel for real. Without root, prints why the test is
+/// skipped (the way crun's tests return 77) and returns false.
+pub fn require_root(test: &str) -> bool {
+    if unsafe_geteuid() == 0 {
+        return true;
+    }
+    eprintln!("skipped {test}: requires root privileges (CI runs as root)");
+    false
+}
+
+fn unsafe_geteuid() -> u32 {
+    // Read from /proc to keep the tests free of unsafe code.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|u| u.parse().ok())
+        .unwrap_or(u32::MAX)
+}
+
+/// Fresh `--root/--run/--manifests/--log-dir` directories for one test.
+pub struct TestDirs {
+    pub tmp: tempfile::TempDir,
+    pub root: PathBuf,
+    pub run: PathBuf,
+    pub manifests: PathBuf,
+    pub log_dir: PathBuf,
+}
+
+impl TestDirs {
+    pub fn new() -> TestDirs {
+        let tmp = tempfile::Builder::new().prefix("podsup-test-").tempdir().expect("tempdir");
+        let mk = |name: &str| {
+            let p = tmp.path().join(name);
+            std::fs::create_dir_all(&p).expect("mkdir");
+            p
+        };
+        TestDirs {
+            root: mk("root"),
+            run: mk("run"),
+            manifests: mk("manifests"),
+            log_dir: mk("logs"),
+            tmp,
+        }
+    }
+
+    /// The path flags, to append after the verb.
+    pub fn flags(&self) -> Vec<String> {
+        vec![
+            "--root".into(),
+            self.root.display().to_string(),
+            "--run".into(),
+            self.run.display().to_string(),
+            "--manifests".into(),
+            self.manifests.display().to_string(),
+            "--log-dir".into(),
+            self.log_dir.display().to_string(),
+        ]
+    }
+}
+
+/// Where Debian's busybox-static puts its binary.
+pub const BUSYBOX: &str = "/bin/busybox";
+
+/// Builds a minimal root filesystem in `dir`: a static busybox with a symlink per applet,
+/// plus the directories a container expects. Panics with a hint when busybox-static is
+/// missing.
+pub fn busybox_rootfs(dir: &Path) {
+    let bb = Path::new(BUSYBOX);
+    let out = Command::new(bb).arg("--list").output().unwrap_or_else(|e| {
+        panic!("{BUSYBOX}: {e} (install busybox-static: apt-get install -y busybox-static)")
+    });
+    for d in ["bin", "sbin", "usr/bin", "usr/sbin", "etc", "tmp", "proc", "sys", "dev", "root", "home", "var"] {
+        std::fs::create_dir_all(dir.join(d)).expect("mkdir rootfs");
+    }
+    std::fs::copy(bb, dir.join("bin/busybox")).expect("copy busybox");
+    for applet in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+        if applet == "busybox" {
+            continue;
+        }
+        let _ = symlink("busybox", dir.join("bin").join(applet));
+    }
+    std::fs::write(dir.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n")
+        .expect("passwd");
+    std::fs::write(dir.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").expect("group");
+}
