@@ -1,0 +1,326 @@
+//! The container process between `clone3` and `execve`.
+//!
+//! It runs in a fresh mount namespace (and PID namespace unless the pod shares one), forked
+//! from the single-threaded shim. Everything it needs was prepared before the fork
+//! ([`Prepared`]): it only issues syscalls on prepared C strings, in this order:
+//!
+//! 1. signals: empty mask, default dispositions (the shim blocks signals for its signalfd, and
+//!    Rust ignores SIGPIPE; both survive `execve`), parent-death signal SIGKILL
+//! 2. `setsid`, stdio onto the container's pipes, every other fd close-on-exec
+//! 3. (cgroups: the next issue joins the container's cgroup here, before any exec)
+//! 4. the root filesystem steps (overlay, /proc, /dev, /sys, /etc files, volumes)
+//! 5. `pivot_root(".", ".")` and a lazy unmount of the old root (runc's trick: no temp dir)
+//! 6. after the pivot: read-only root, masked and read-only /proc paths
+//! 7. `chdir(workingDir)`, `no_new_privs`, bounding set, groups/gid/uid, capability sets
+//! 8. `execve` over each candidate path (a `$PATH` search), or report and `_exit`
+//!
+//! No allocation, no locks, no logging, no panics: a failure is written to the sync pipe as
+//! `(stage, errno, detail)` and the child `_exit`s.
+
+use std::ffi::CStr;
+use std::os::fd::RawFd;
+use std::ptr;
+
+use super::sync::{self, Stage};
+use super::{Prepared, Step};
+
+type Fail = (Stage, i32, *const libc::c_char);
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+fn check(rc: libc::c_int, stage: Stage, detail: &CStr) -> Result<(), Fail> {
+    if rc < 0 {
+        Err((stage, errno(), detail.as_ptr()))
+    } else {
+        Ok(())
+    }
+}
+
+/// Entry point of the container process. Never returns.
+pub fn child_main(p: &Prepared, sync_fd: RawFd) -> ! {
+    let failure = match run(p) {
+        Ok(never) => match never {},
+        Err(f) => f,
+    };
+    report(sync_fd, failure);
+    // SAFETY: `_exit` ends the process without running atexit handlers or destructors that
+    // belong to the parent's state; it is async-signal-safe.
+    unsafe { libc::_exit(1) }
+}
+
+fn report(sync_fd: RawFd, (stage, err, detail): Fail) {
+    let mut buf = [0u8; sync::RECORD_LEN];
+    // SAFETY: every detail pointer comes from a `CStr` in `Prepared` (or a static one), which
+    // outlives the child.
+    let detail = unsafe { CStr::from_ptr(detail) }.to_bytes();
+    let n = sync::encode(&mut buf, stage, err, detail);
+    // SAFETY: writes `n` initialised bytes of `buf` to the sync pipe; a failed write leaves
+    // the parent with EOF, which it cannot mistake for success because the child exits 1
+    // before it could have exec'd.
+    unsafe {
+        libc::write(sync_fd, buf.as_ptr().cast(), n);
+    }
+}
+
+enum Never {}
+
+fn run(p: &Prepared) -> Result<Never, Fail> {
+    reset_signals()?;
+    // SAFETY: prctl with integer arguments only.
+    let rc = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
+    check(rc, Stage::DeathSignal, c"PR_SET_PDEATHSIG")?;
+    // SAFETY: plain syscall without pointers.
+    let rc = unsafe { libc::setsid() };
+    check(rc, Stage::Session, c"setsid")?;
+    setup_stdio(p)?;
+
+    // Seam for cgroups (next issue): join the container's cgroup here, before any exec.
+
+    for step in &p.steps {
+        apply_step(step)?;
+    }
+    pivot(p)?;
+    for step in &p.post_pivot {
+        apply_step(step)?;
+    }
+    // SAFETY: `workdir` is a NUL-terminated string owned by `p`.
+    let rc = unsafe { libc::chdir(p.workdir.as_ptr()) };
+    check(rc, Stage::Chdir, &p.workdir)?;
+    drop_privileges(p)?;
+    exec(p)
+}
+
+fn reset_signals() -> Result<(), Fail> {
+    // SAFETY: `set` is a local sigset_t initialised by sigemptyset before use; resetting
+    // dispositions to SIG_DFL installs no handler code.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        let rc = libc::sigprocmask(libc::SIG_SETMASK, &set, ptr::null_mut());
+        check(rc, Stage::Signals, c"sigprocmask")?;
+        for sig in 1..libc::SIGRTMIN() {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn setup_stdio(p: &Prepared) -> Result<(), Fail> {
+    for (from, to) in [(p.stdin_fd, 0), (p.stdout_fd, 1), (p.stderr_fd, 2)] {
+        // SAFETY: dup2 on fds that the parent opened for this child; dup2 clears CLOEXEC on
+        // the new descriptor, as stdio needs.
+        let rc = unsafe { libc::dup2(from, to) };
+        check(rc, Stage::Stdio, c"dup2")?;
+    }
+    // Every inherited fd from 3 up is closed at exec (the sync pipe already is).
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags; no pointers.
+    let rc = unsafe {
+        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as u32)
+    };
+    check(rc as libc::c_int, Stage::Stdio, c"close_range")
+}
+
+fn opt_ptr(s: &Option<std::ffi::CString>) -> *const libc::c_char {
+    s.as_ref().map_or(ptr::null(), |c| c.as_ptr())
+}
+
+fn apply_step(step: &Step) -> Result<(), Fail> {
+    match step {
+        Step::Mkdir { path } => {
+            // SAFETY: NUL-terminated path owned by `Prepared`.
+            let rc = unsafe { libc::mkdir(path.as_ptr(), 0o755) };
+            if rc < 0 && errno() != libc::EEXIST {
+                return Err((Stage::Mkdir, errno(), path.as_ptr()));
+            }
+            Ok(())
+        }
+        Step::Touch { path } => {
+            // SAFETY: NUL-terminated path; the fd is closed right away.
+            let fd = unsafe {
+                libc::open(
+                    path.as_ptr(),
+                    libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+                    0o644,
+                )
+            };
+            if fd < 0 {
+                let e = errno();
+                // An existing directory or device node is a fine mount point too.
+                if e != libc::EISDIR && e != libc::ENXIO && e != libc::ELOOP {
+                    return Err((Stage::CreateFile, e, path.as_ptr()));
+                }
+            } else {
+                // SAFETY: `fd` was just opened by us.
+                unsafe { libc::close(fd) };
+            }
+            Ok(())
+        }
+        Step::Symlink { target, link } => {
+            // SAFETY: both are NUL-terminated strings owned by `Prepared`.
+            let rc = unsafe { libc::symlink(target.as_ptr(), link.as_ptr()) };
+            if rc < 0 && errno() != libc::EEXIST {
+                return Err((Stage::Symlink, errno(), link.as_ptr()));
+            }
+            Ok(())
+        }
+        Step::Mount {
+            src,
+            target,
+            fstype,
+            flags,
+            data,
+            optional,
+            detail,
+        } => {
+            // SAFETY: every pointer is either NULL or a NUL-terminated string owned by
+            // `Prepared`; mount(2) does not keep them.
+            let rc = unsafe {
+                libc::mount(
+                    opt_ptr(src),
+                    target.as_ptr(),
+                    opt_ptr(fstype),
+                    *flags,
+                    opt_ptr(data).cast(),
+                )
+            };
+            if rc < 0 {
+                let e = errno();
+                if *optional && e == libc::ENOENT {
+                    return Ok(());
+                }
+                return Err((Stage::Mount, e, detail.as_ptr()));
+            }
+            Ok(())
+        }
+    }
+}
+
+fn pivot(p: &Prepared) -> Result<(), Fail> {
+    // SAFETY: chdir/pivot_root/umount2 on NUL-terminated strings; pivot_root(".", ".") stacks
+    // the old root under the new one, and the lazy unmount of "." removes it
+    // (pivot_root(2), "pivot_root(".", ".")").
+    unsafe {
+        check(libc::chdir(p.rootfs.as_ptr()), Stage::PivotRoot, &p.rootfs)?;
+        let dot = c".";
+        let rc = libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), dot.as_ptr());
+        check(rc as libc::c_int, Stage::PivotRoot, &p.rootfs)?;
+        check(libc::umount2(dot.as_ptr(), libc::MNT_DETACH), Stage::PivotRoot, c"umount old root")?;
+        check(libc::chdir(c"/".as_ptr()), Stage::PivotRoot, c"/")?;
+    }
+    Ok(())
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+fn drop_privileges(p: &Prepared) -> Result<(), Fail> {
+    // SAFETY: prctl/setgroups/setgid/setuid/capset with integer arguments or pointers to
+    // locals and to `p.groups`, which outlives the calls.
+    unsafe {
+        if p.no_new_privs {
+            let rc = libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+            check(rc, Stage::NoNewPrivs, c"PR_SET_NO_NEW_PRIVS")?;
+        }
+        // Bounding set first: dropping needs CAP_SETPCAP, which setuid may take away.
+        for cap in 0..=p.last_cap {
+            if p.caps & (1u64 << cap) == 0 {
+                let rc = libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0);
+                check(rc, Stage::Capabilities, c"PR_CAPBSET_DROP")?;
+            }
+        }
+        // Keep the permitted set across setuid, so that capset below can choose it.
+        check(libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0), Stage::Capabilities, c"PR_SET_KEEPCAPS")?;
+        let rc = libc::setgroups(p.groups.len(), p.groups.as_ptr());
+        check(rc, Stage::Groups, c"setgroups")?;
+        check(libc::setgid(p.gid), Stage::Setgid, c"setgid")?;
+        check(libc::setuid(p.uid), Stage::Setuid, c"setuid")?;
+        let mut hdr = CapHeader {
+            version: libc::_LINUX_CAPABILITY_VERSION_3,
+            pid: 0,
+        };
+        let lo = p.caps as u32;
+        let hi = (p.caps >> 32) as u32;
+        let data = [
+            CapData {
+                effective: lo,
+                permitted: lo,
+                inheritable: 0,
+            },
+            CapData {
+                effective: hi,
+                permitted: hi,
+                inheritable: 0,
+            },
+        ];
+        let rc = libc::syscall(libc::SYS_capset, &mut hdr as *mut CapHeader, data.as_ptr());
+        check(rc as libc::c_int, Stage::Capabilities, c"capset")?;
+        let rc = libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+        check(rc, Stage::Capabilities, c"PR_CAP_AMBIENT_CLEAR_ALL")?;
+    }
+    Ok(())
+}
+
+fn exec(p: &Prepared) -> Result<Never, Fail> {
+    let mut last = libc::ENOENT;
+    let mut denied = false;
+    for path in &p.exec_candidates {
+        // SAFETY: `argv_ptrs` and `envp_ptrs` are NULL-terminated arrays of pointers into
+        // CStrings owned by `p`; execve only returns on failure.
+        unsafe {
+            libc::execve(path.as_ptr(), p.argv_ptrs.as_ptr(), p.envp_ptrs.as_ptr());
+        }
+        last = errno();
+        if last == libc::EACCES {
+            denied = true;
+        }
+        if last != libc::ENOENT && last != libc::ENOTDIR && last != libc::EACCES {
+            break;
+        }
+    }
+    if p.search_path && !denied && (last == libc::ENOENT || last == libc::ENOTDIR) {
+        return Err((Stage::ExecNotFound, last, p.exec_display.as_ptr()));
+    }
+    if denied && last != libc::EACCES && (last == libc::ENOENT || last == libc::ENOTDIR) {
+        last = libc::EACCES;
+    }
+    Err((Stage::Exec, last, p.exec_display.as_ptr()))
+}
+
+/// The pause process: PID 1 of a pod's shared PID namespace. Reaps orphans and waits for
+/// SIGKILL from the shim (or its parent-death signal). Never returns.
+pub fn pause_main() -> ! {
+    // SAFETY: prctl/sigprocmask/sigwait/waitpid on locals; no allocation.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
+        libc::prctl(libc::PR_SET_NAME, c"podsup-pause".as_ptr() as libc::c_ulong, 0, 0, 0);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGCHLD);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, ptr::null_mut());
+        loop {
+            while libc::waitpid(-1, ptr::null_mut(), libc::WNOHANG) > 0 {}
+            let mut sig: libc::c_int = 0;
+            libc::sigwait(&set, &mut sig);
+            if sig == libc::SIGTERM || sig == libc::SIGINT {
+                libc::_exit(0);
+            }
+        }
+    }
+}

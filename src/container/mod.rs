@@ -1,0 +1,786 @@
+//! One container: prepare in the parent | `child.rs` after the fork | the sync pipe.
+//!
+//! [`prepare`] turns a container spec, its image and the pod's sandbox into a [`Prepared`]:
+//! every path, mount, argv and env entry as a C string, so that the child after `clone3`
+//! only makes syscalls. [`spawn`] forks the child, waits on the close-on-exec sync pipe and
+//! returns the pid, or the child's [`ChildFailure`] (a StartError). This module does not
+//! supervise: restarts and exits belong to `shim`.
+
+pub mod caps;
+mod child;
+pub mod env;
+pub mod sync;
+pub mod user;
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Component, Path, PathBuf};
+
+use nix::fcntl::OFlag;
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Container, HostPathType, Pod, VolumeMount};
+use crate::sys;
+pub use child::pause_main;
+pub use sync::ChildFailure;
+
+/// An image as the runtime needs it (filled from the image store's `ResolvedImage`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ImageInfo {
+    pub name: String,
+    pub id: String,
+    /// Unpacked layer directories, bottom first.
+    pub layers: Vec<PathBuf>,
+    pub env: Vec<String>,
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    pub working_dir: Option<String>,
+    pub user: Option<String>,
+    pub stop_signal: Option<String>,
+}
+
+/// A pod volume as seen from the host.
+#[derive(Clone, Debug)]
+pub enum VolumeSource {
+    /// A directory podsup made for the pod (emptyDir on disk or on tmpfs).
+    EmptyDir(PathBuf),
+    HostPath { path: PathBuf, type_: HostPathType },
+}
+
+/// What the pod's sandbox gives every container.
+#[derive(Clone, Debug)]
+pub struct Sandbox {
+    pub hostname: String,
+    /// `/dev/shm` of the pod (a tmpfs in the shim's mount namespace, or the host's).
+    pub shm: PathBuf,
+    pub etc_hostname: PathBuf,
+    pub etc_hosts: PathBuf,
+    pub resolv_conf: PathBuf,
+    pub volumes: HashMap<String, VolumeSource>,
+    /// Containers get their own PID namespace (false when the pod shares one or uses the host's).
+    pub private_pid_ns: bool,
+    pub fields: env::FieldValues,
+    pub last_cap: u32,
+}
+
+/// Where one run of a container keeps its files.
+#[derive(Clone, Debug)]
+pub struct ContainerDirs {
+    /// Overlay mount point (under `--run/pods/<uid>/`).
+    pub rootfs: PathBuf,
+    /// Overlay upper and work dirs (under `--root/pods/<uid>/`); removed when the run ends.
+    pub upper: PathBuf,
+    pub work: PathBuf,
+    /// The host side of `terminationMessagePath`.
+    pub termination_log: PathBuf,
+}
+
+/// A failure to prepare a container, before any fork.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error("{0}")]
+    Env(#[from] env::EnvError),
+    #[error("{0}")]
+    User(#[from] user::UserError),
+    #[error("{0}")]
+    Caps(#[from] caps::UnknownCap),
+    #[error("volume mount {mount:?}: no volume of that name in the pod")]
+    NoVolume { mount: String },
+    #[error("volume {volume:?}: hostPath {path}: {problem}")]
+    HostPath {
+        volume: String,
+        path: PathBuf,
+        problem: String,
+    },
+    #[error("volume mount {mount:?}: {problem}")]
+    BadPath { mount: String, problem: String },
+    #[error("no command: the manifest gives no command and the image no Entrypoint or Cmd")]
+    NoCommand,
+    #[error("container has runAsNonRoot and would run as root (uid 0)")]
+    NonRoot,
+    #[error("{what} contains a NUL byte")]
+    Nul { what: String },
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// One root-filesystem step of the child, on prepared C strings.
+pub enum Step {
+    Mkdir { path: CString },
+    Touch { path: CString },
+    Symlink { target: CString, link: CString },
+    Mount {
+        src: Option<CString>,
+        target: CString,
+        fstype: Option<CString>,
+        flags: libc::c_ulong,
+        data: Option<CString>,
+        /// A missing target (ENOENT) is not an error (masked paths the kernel lacks).
+        optional: bool,
+        /// What to name in an error, e.g. `/data (volume "cache")`.
+        detail: CString,
+    },
+}
+
+/// Everything the child needs, prepared before the fork.
+pub struct Prepared {
+    pub name: String,
+    pub rootfs: CString,
+    pub steps: Vec<Step>,
+    pub post_pivot: Vec<Step>,
+    pub workdir: CString,
+    pub uid: libc::uid_t,
+    pub gid: libc::gid_t,
+    pub groups: Vec<libc::gid_t>,
+    pub caps: u64,
+    pub last_cap: u32,
+    pub no_new_privs: bool,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    argv_ptrs: Vec<*const libc::c_char>,
+    envp_ptrs: Vec<*const libc::c_char>,
+    pub exec_candidates: Vec<CString>,
+    pub exec_display: CString,
+    pub search_path: bool,
+    pub stdin_fd: RawFd,
+    pub stdout_fd: RawFd,
+    pub stderr_fd: RawFd,
+    pub private_pid_ns: bool,
+    /// The signal that stops this container (image StopSignal or SIGTERM).
+    pub stop_signal: nix::sys::signal::Signal,
+    pub argv_display: Vec<String>,
+}
+
+fn cstr(what: &str, s: impl AsRef<[u8]>) -> Result<CString, PrepareError> {
+    CString::new(s.as_ref().to_vec()).map_err(|_| PrepareError::Nul { what: what.to_string() })
+}
+
+fn cpath(p: &Path) -> Result<CString, PrepareError> {
+    cstr(&format!("path {}", p.display()), p.as_os_str().as_bytes())
+}
+
+/// Joins an absolute container path onto the rootfs, refusing `..`.
+fn in_root(rootfs: &Path, container_path: &str) -> Option<PathBuf> {
+    let mut out = rootfs.to_path_buf();
+    for c in Path::new(container_path).components() {
+        match c {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(out)
+}
+
+/// Steps that create every directory from below `rootfs` down to `path`.
+fn mkdirs(steps: &mut Vec<Step>, rootfs: &Path, path: &Path) -> Result<(), PrepareError> {
+    let rel = path.strip_prefix(rootfs).unwrap_or(path);
+    let mut cur = rootfs.to_path_buf();
+    for c in rel.components() {
+        cur.push(c);
+        steps.push(Step::Mkdir { path: cpath(&cur)? });
+    }
+    Ok(())
+}
+
+struct MountSpec<'a> {
+    src: Option<&'a str>,
+    fstype: Option<&'a str>,
+    flags: libc::c_ulong,
+    data: Option<&'a str>,
+}
+
+fn mount_step(target: &Path, m: MountSpec<'_>, detail: &str) -> Result<Step, PrepareError> {
+    Ok(Step::Mount {
+        src: m.src.map(|s| cstr("mount source", s)).transpose()?,
+        target: cpath(target)?,
+        fstype: m.fstype.map(|s| cstr("fstype", s)).transpose()?,
+        flags: m.flags,
+        data: m.data.map(|s| cstr("mount data", s)).transpose()?,
+        optional: false,
+        detail: cstr("detail", detail)?,
+    })
+}
+
+/// A bind mount of `src` at `target`, made read-only when asked (a bind mount takes its
+/// flags only from a second remount, see mount(2) "MS_BIND").
+fn bind(steps: &mut Vec<Step>, src: &Path, target: &Path, read_only: bool, detail: &str) -> Result<(), PrepareError> {
+    let src_s = src.to_string_lossy();
+    steps.push(mount_step(
+        target,
+        MountSpec {
+            src: Some(&src_s),
+            fstype: None,
+            flags: libc::MS_BIND | libc::MS_REC,
+            data: None,
+        },
+        detail,
+    )?);
+    if read_only {
+        steps.push(mount_step(
+            target,
+            MountSpec {
+                src: None,
+                fstype: None,
+                flags: libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+                data: None,
+            },
+            detail,
+        )?);
+    }
+    Ok(())
+}
+
+/// Docker's masked paths: hidden with /dev/null (files) or an empty read-only tmpfs (dirs).
+const MASKED_FILES: &[&str] = &[
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+];
+const MASKED_DIRS: &[&str] = &[
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+/// Docker's read-only /proc paths.
+const READONLY_PATHS: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+
+/// Checks (and for `*OrCreate`, creates) a hostPath the way the kubelet does.
+fn check_host_path(volume: &str, path: &Path, type_: HostPathType) -> Result<(), PrepareError> {
+    let fail = |problem: String| PrepareError::HostPath {
+        volume: volume.to_string(),
+        path: path.to_path_buf(),
+        problem,
+    };
+    let meta = std::fs::metadata(path);
+    let ft = meta.as_ref().map(|m| m.file_type());
+    let ok = match type_ {
+        HostPathType::Unset => return Ok(()),
+        HostPathType::DirectoryOrCreate => {
+            if ft.is_err() {
+                std::fs::create_dir_all(path).map_err(|e| fail(format!("create: {e}")))?;
+                return Ok(());
+            }
+            ft.as_ref().is_ok_and(|t| t.is_dir())
+        }
+        HostPathType::FileOrCreate => {
+            if ft.is_err() {
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).map_err(|e| fail(format!("create: {e}")))?;
+                }
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|e| fail(format!("create: {e}")))?;
+                return Ok(());
+            }
+            ft.as_ref().is_ok_and(|t| t.is_file())
+        }
+        HostPathType::Directory => ft.as_ref().is_ok_and(|t| t.is_dir()),
+        HostPathType::File => ft.as_ref().is_ok_and(|t| t.is_file()),
+        HostPathType::Socket => ft.as_ref().is_ok_and(|t| t.is_socket()),
+        HostPathType::CharDevice => ft.as_ref().is_ok_and(|t| t.is_char_device()),
+        HostPathType::BlockDevice => ft.as_ref().is_ok_and(|t| t.is_block_device()),
+    };
+    if ok {
+        Ok(())
+    } else if let Err(e) = meta {
+        Err(fail(format!("{}", std::io::Error::from(e.kind())).to_lowercase()))
+    } else {
+        Err(fail(format!("is not a {type_:?}")))
+    }
+}
+
+/// The source of one volume mount on the host, after subPath.
+fn mount_source(vm: &VolumeMount, sandbox: &Sandbox) -> Result<PathBuf, PrepareError> {
+    let vol = sandbox.volumes.get(&vm.name).ok_or_else(|| PrepareError::NoVolume {
+        mount: vm.name.clone(),
+    })?;
+    let base = match vol {
+        VolumeSource::EmptyDir(p) => p.clone(),
+        VolumeSource::HostPath { path, type_ } => {
+            check_host_path(&vm.name, path, *type_)?;
+            path.clone()
+        }
+    };
+    let Some(sub) = vm.sub_path.as_deref().filter(|s| !s.is_empty()) else {
+        return Ok(base);
+    };
+    let bad = |problem: &str| PrepareError::BadPath {
+        mount: vm.name.clone(),
+        problem: problem.to_string(),
+    };
+    if Path::new(sub).is_absolute() {
+        return Err(bad("subPath must be a relative path"));
+    }
+    let src = in_root(&base, sub).ok_or_else(|| bad("subPath must not contain \"..\""))?;
+    // The kubelet creates a missing subPath as a directory. Refuse a subPath that leads out
+    // of the volume through a symlink.
+    if !src.exists() {
+        std::fs::create_dir_all(&src).map_err(|source| PrepareError::Io {
+            what: "create subPath",
+            path: src.clone(),
+            source,
+        })?;
+    }
+    let real = src.canonicalize().map_err(|source| PrepareError::Io {
+        what: "resolve subPath",
+        path: src.clone(),
+        source,
+    })?;
+    let real_base = base.canonicalize().unwrap_or(base);
+    if !real.starts_with(&real_base) {
+        return Err(bad("subPath leads out of the volume"));
+    }
+    Ok(real)
+}
+
+/// Reads `etc/<name>` from the topmost layer that has it.
+fn read_image_file(image: &ImageInfo, name: &str) -> String {
+    image
+        .layers
+        .iter()
+        .rev()
+        .find_map(|l| std::fs::read_to_string(l.join(name)).ok())
+        .unwrap_or_default()
+}
+
+/// The stdio and sync fds of one container start.
+pub struct Stdio {
+    pub stdin: OwnedFd,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+}
+
+/// Prepares one start of `container`.
+pub fn prepare(
+    pod: &Pod,
+    container: &Container,
+    image: &ImageInfo,
+    sandbox: &Sandbox,
+    dirs: &ContainerDirs,
+    stdio: &Stdio,
+) -> Result<Prepared, PrepareError> {
+    let sc = container.security_context.as_ref();
+    let psc = pod.spec.security_context.as_ref();
+    let privileged = sc.and_then(|s| s.privileged) == Some(true);
+
+    // Identity, env, argv.
+    let passwd = read_image_file(image, "etc/passwd");
+    let group = read_image_file(image, "etc/group");
+    let run_as_user = sc.and_then(|s| s.run_as_user).or(psc.and_then(|s| s.run_as_user));
+    let run_as_group = sc.and_then(|s| s.run_as_group).or(psc.and_then(|s| s.run_as_group));
+    let supplemental = psc.map(|s| s.supplemental_groups.as_slice()).unwrap_or(&[]);
+    let id = user::compute_identity(
+        run_as_user,
+        run_as_group,
+        supplemental,
+        image.user.as_deref(),
+        &passwd,
+        &group,
+    )?;
+    let non_root = sc.and_then(|s| s.run_as_non_root).or(psc.and_then(|s| s.run_as_non_root));
+    if non_root == Some(true) && id.uid == 0 {
+        return Err(PrepareError::NonRoot);
+    }
+    let mut envs = env::compute_env(pod, container, &image.env, &sandbox.hostname, &sandbox.fields)?;
+    if !envs.iter().any(|e| e.starts_with("HOME=")) {
+        envs.push(format!("HOME={}", id.home));
+    }
+    let vars = env::manifest_lookup(&envs, container);
+    let argv = env::compute_argv(container, &image.entrypoint, &image.cmd, &vars);
+    if argv.is_empty() {
+        return Err(PrepareError::NoCommand);
+    }
+    let workdir = container
+        .working_dir
+        .clone()
+        .filter(|w| !w.is_empty())
+        .or_else(|| image.working_dir.clone().filter(|w| !w.is_empty()))
+        .unwrap_or_else(|| "/".into());
+    let prog = &argv[0];
+    let (exec_candidates, search_path) = if prog.contains('/') {
+        (vec![cstr("command", prog)?], false)
+    } else {
+        let path_var = envs
+            .iter()
+            .find_map(|e| e.strip_prefix("PATH="))
+            .unwrap_or("")
+            .to_string();
+        let mut c = Vec::new();
+        for dir in path_var.split(':').filter(|d| !d.is_empty()) {
+            c.push(cstr("command", format!("{dir}/{prog}"))?);
+        }
+        (c, true)
+    };
+
+    // The root filesystem.
+    let r = &dirs.rootfs;
+    let mut steps = Vec::new();
+    steps.push(mount_step(
+        Path::new("/"),
+        MountSpec {
+            src: None,
+            fstype: None,
+            flags: libc::MS_REC | libc::MS_SLAVE,
+            data: None,
+        },
+        "make / a slave mount",
+    )?);
+    let lower: Vec<String> = image.layers.iter().rev().map(|l| l.display().to_string()).collect();
+    if lower.is_empty() {
+        return Err(PrepareError::NoCommand);
+    }
+    let overlay = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.join(":"),
+        dirs.upper.display(),
+        dirs.work.display()
+    );
+    let r_s = r.display().to_string();
+    steps.push(mount_step(
+        r,
+        MountSpec {
+            src: Some("overlay"),
+            fstype: Some("overlay"),
+            flags: 0,
+            data: Some(&overlay),
+        },
+        &format!("overlay root {r_s}"),
+    )?);
+    let nosuid_nodev_noexec = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    let mut fs = |steps: &mut Vec<Step>, at: &str, fstype: &str, flags: libc::c_ulong, data: Option<&str>| {
+        let target = r.join(&at[1..]);
+        mkdirs(steps, r, &target)?;
+        steps.push(mount_step(
+            &target,
+            MountSpec {
+                src: Some(fstype),
+                fstype: Some(fstype),
+                flags,
+                data,
+            },
+            at,
+        )?);
+        Ok::<(), PrepareError>(())
+    };
+    fs(&mut steps, "/proc", "proc", nosuid_nodev_noexec, None)?;
+    fs(
+        &mut steps,
+        "/dev",
+        "tmpfs",
+        libc::MS_NOSUID | libc::MS_STRICTATIME,
+        Some("mode=755,size=65536k"),
+    )?;
+    for dev in ["null", "zero", "full", "random", "urandom", "tty"] {
+        let target = r.join("dev").join(dev);
+        steps.push(Step::Touch { path: cpath(&target)? });
+        bind(&mut steps, &Path::new("/dev").join(dev), &target, false, &format!("/dev/{dev}"))?;
+    }
+    fs(
+        &mut steps,
+        "/dev/pts",
+        "devpts",
+        libc::MS_NOSUID | libc::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
+    )?;
+    fs(&mut steps, "/dev/mqueue", "mqueue", nosuid_nodev_noexec, None)?;
+    for (target, link) in [
+        ("pts/ptmx", "ptmx"),
+        ("/proc/self/fd", "fd"),
+        ("/proc/self/fd/0", "stdin"),
+        ("/proc/self/fd/1", "stdout"),
+        ("/proc/self/fd/2", "stderr"),
+        ("/proc/kcore", "core"),
+    ] {
+        steps.push(Step::Symlink {
+            target: cstr("link", target)?,
+            link: cpath(&r.join("dev").join(link))?,
+        });
+    }
+    let shm = r.join("dev/shm");
+    mkdirs(&mut steps, r, &shm)?;
+    bind(&mut steps, &sandbox.shm, &shm, false, "/dev/shm")?;
+    let sys_flags = nosuid_nodev_noexec | if privileged { 0 } else { libc::MS_RDONLY };
+    fs(&mut steps, "/sys", "sysfs", sys_flags, None)?;
+
+    // /etc files from the sandbox.
+    mkdirs(&mut steps, r, &r.join("etc"))?;
+    for (src, name) in [
+        (&sandbox.etc_hostname, "hostname"),
+        (&sandbox.etc_hosts, "hosts"),
+        (&sandbox.resolv_conf, "resolv.conf"),
+    ] {
+        let target = r.join("etc").join(name);
+        steps.push(Step::Touch { path: cpath(&target)? });
+        bind(&mut steps, src, &target, false, &format!("/etc/{name}"))?;
+    }
+
+    // terminationMessagePath: a host file bound at the path, read back after exit.
+    let tm_path = container
+        .termination_message_path
+        .clone()
+        .unwrap_or_else(|| "/dev/termination-log".into());
+    let bad = |what: &str, p: &str| PrepareError::BadPath {
+        mount: what.to_string(),
+        problem: format!("{p:?} must be an absolute path without \"..\""),
+    };
+    if !tm_path.starts_with('/') {
+        return Err(bad("terminationMessagePath", &tm_path));
+    }
+    let tm_target = in_root(r, &tm_path).ok_or_else(|| bad("terminationMessagePath", &tm_path))?;
+    if let Some(parent) = tm_target.parent() {
+        mkdirs(&mut steps, r, parent)?;
+    }
+    steps.push(Step::Touch { path: cpath(&tm_target)? });
+    bind(&mut steps, &dirs.termination_log, &tm_target, false, &tm_path)?;
+
+    // Volumes, in manifest order (a later mount may sit inside an earlier one).
+    for vm in &container.volume_mounts {
+        if !vm.mount_path.starts_with('/') {
+            return Err(bad(&vm.name, &vm.mount_path));
+        }
+        let target = in_root(r, &vm.mount_path).ok_or_else(|| bad(&vm.name, &vm.mount_path))?;
+        let src = mount_source(vm, sandbox)?;
+        if src.is_dir() {
+            mkdirs(&mut steps, r, &target)?;
+        } else {
+            if let Some(parent) = target.parent() {
+                mkdirs(&mut steps, r, parent)?;
+            }
+            steps.push(Step::Touch { path: cpath(&target)? });
+        }
+        let detail = format!("{} (volume {:?})", vm.mount_path, vm.name);
+        bind(&mut steps, &src, &target, vm.read_only, &detail)?;
+    }
+    let wd_target = in_root(r, &workdir).ok_or_else(|| bad("workingDir", &workdir))?;
+    mkdirs(&mut steps, r, &wd_target)?;
+
+    // After pivot_root: paths as the container sees them.
+    let mut post = Vec::new();
+    if sc.and_then(|s| s.read_only_root_filesystem) == Some(true) {
+        post.push(mount_step(
+            Path::new("/"),
+            MountSpec {
+                src: None,
+                fstype: None,
+                flags: libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+                data: None,
+            },
+            "read-only root filesystem",
+        )?);
+    }
+    if !privileged {
+        for f in MASKED_FILES {
+            let mut s = mount_step(
+                Path::new(f),
+                MountSpec {
+                    src: Some("/dev/null"),
+                    fstype: None,
+                    flags: libc::MS_BIND,
+                    data: None,
+                },
+                &format!("mask {f}"),
+            )?;
+            if let Step::Mount { optional, .. } = &mut s {
+                *optional = true;
+            }
+            post.push(s);
+        }
+        for d in MASKED_DIRS {
+            let mut s = mount_step(
+                Path::new(d),
+                MountSpec {
+                    src: Some("tmpfs"),
+                    fstype: Some("tmpfs"),
+                    flags: libc::MS_RDONLY,
+                    data: None,
+                },
+                &format!("mask {d}"),
+            )?;
+            if let Step::Mount { optional, .. } = &mut s {
+                *optional = true;
+            }
+            post.push(s);
+        }
+        for p in READONLY_PATHS {
+            for flags in [
+                libc::MS_BIND | libc::MS_REC,
+                libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | nosuid_nodev_noexec,
+            ] {
+                let mut s = mount_step(
+                    Path::new(p),
+                    MountSpec {
+                        src: Some(p),
+                        fstype: None,
+                        flags,
+                        data: None,
+                    },
+                    &format!("read-only {p}"),
+                )?;
+                if let Step::Mount { optional, .. } = &mut s {
+                    *optional = true;
+                }
+                post.push(s);
+            }
+        }
+    }
+
+    let caps = caps::compute_caps(sc, sandbox.last_cap)?;
+    let no_new_privs = !privileged && sc.and_then(|s| s.allow_privilege_escalation) != Some(true);
+    let stop_name = container
+        .lifecycle
+        .as_ref()
+        .and_then(|l| l.stop_signal.clone())
+        .or_else(|| image.stop_signal.clone());
+    let stop_signal = stop_name
+        .as_deref()
+        .and_then(parse_signal)
+        .unwrap_or(nix::sys::signal::Signal::SIGTERM);
+
+    let argv_c = argv.iter().map(|a| cstr("argument", a)).collect::<Result<Vec<_>, _>>()?;
+    let envp_c = envs.iter().map(|e| cstr("env", e)).collect::<Result<Vec<_>, _>>()?;
+    let mut argv_ptrs: Vec<*const libc::c_char> = argv_c.iter().map(|c| c.as_ptr()).collect();
+    argv_ptrs.push(std::ptr::null());
+    let mut envp_ptrs: Vec<*const libc::c_char> = envp_c.iter().map(|c| c.as_ptr()).collect();
+    envp_ptrs.push(std::ptr::null());
+    Ok(Prepared {
+        name: container.name.clone(),
+        rootfs: cpath(r)?,
+        steps,
+        post_pivot: post,
+        workdir: cstr("workingDir", &workdir)?,
+        uid: id.uid,
+        gid: id.gid,
+        groups: id.groups,
+        caps,
+        last_cap: sandbox.last_cap,
+        no_new_privs,
+        argv: argv_c,
+        envp: envp_c,
+        argv_ptrs,
+        envp_ptrs,
+        exec_candidates,
+        exec_display: cstr("command", prog)?,
+        search_path,
+        stdin_fd: stdio.stdin.as_raw_fd(),
+        stdout_fd: stdio.stdout.as_raw_fd(),
+        stderr_fd: stdio.stderr.as_raw_fd(),
+        private_pid_ns: sandbox.private_pid_ns,
+        stop_signal,
+        argv_display: argv,
+    })
+}
+
+/// Parses a stop signal as images and Kubernetes write it (`SIGQUIT`, `QUIT`, `3`).
+pub fn parse_signal(s: &str) -> Option<nix::sys::signal::Signal> {
+    use std::str::FromStr;
+    if let Ok(n) = s.parse::<i32>() {
+        return nix::sys::signal::Signal::try_from(n).ok();
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+    nix::sys::signal::Signal::from_str(&name).ok()
+}
+
+impl Prepared {
+    /// Keeps the argv/env strings alive as long as the pointer arrays (they are used by the
+    /// child only); this accessor exists so the fields are not dead code.
+    pub fn argv(&self) -> &[CString] {
+        let _ = &self.envp;
+        &self.argv
+    }
+}
+
+/// Why a start failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("create sync pipe: {0}")]
+    Pipe(nix::Error),
+    #[error("clone3: {0}")]
+    Clone(std::io::Error),
+    #[error("{0}")]
+    Child(ChildFailure),
+    #[error("read sync pipe: {0}")]
+    Sync(std::io::Error),
+}
+
+/// Forks the container and waits until it has exec'd (or failed before).
+///
+/// The caller must be single-threaded (the shim) and put the returned pid in its table
+/// before polling again. On a reported failure, the child has been reaped already.
+pub fn spawn(p: &Prepared) -> Result<Pid, SpawnError> {
+    let (rd, wr) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(SpawnError::Pipe)?;
+    let mut flags = libc::CLONE_NEWNS as u64;
+    if p.private_pid_ns {
+        flags |= libc::CLONE_NEWPID as u64;
+    }
+    match sys::clone_fork(flags).map_err(SpawnError::Clone)? {
+        sys::Forked::Child => {
+            drop(rd);
+            child::child_main(p, wr.as_raw_fd())
+        }
+        sys::Forked::Parent(pid) => {
+            drop(wr);
+            let mut buf = Vec::new();
+            let mut file = std::fs::File::from(rd);
+            let read = file.read_to_end(&mut buf);
+            if let Some(f) = sync::decode(&buf) {
+                let _ = nix::sys::wait::waitpid(pid, None);
+                return Err(SpawnError::Child(f));
+            }
+            if let Err(e) = read {
+                // The child's state is unknown: kill it rather than leave it half set up.
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::wait::waitpid(pid, None);
+                return Err(SpawnError::Sync(e));
+            }
+            Ok(pid)
+        }
+    }
+}
+
+/// Forks the pause process (PID 1 of a shared PID namespace).
+pub fn spawn_pause() -> std::io::Result<Pid> {
+    match sys::clone_fork(0)? {
+        sys::Forked::Child => pause_main(),
+        sys::Forked::Parent(pid) => Ok(pid),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_root_refuses_dotdot() {
+        let r = Path::new("/r");
+        assert_eq!(in_root(r, "/a/./b"), Some(PathBuf::from("/r/a/b")));
+        assert_eq!(in_root(r, "/a/../b"), None);
+        assert_eq!(in_root(r, "/"), Some(PathBuf::from("/r")));
+    }
+
+    #[test]
+    fn signals() {
+        use nix::sys::signal::Signal;
+        assert_eq!(parse_signal("SIGQUIT"), Some(Signal::SIGQUIT));
+        assert_eq!(parse_signal("quit"), Some(Signal::SIGQUIT));
+        assert_eq!(parse_signal("9"), Some(Signal::SIGKILL));
+        assert_eq!(parse_signal("NOPE"), None);
+    }
+}
