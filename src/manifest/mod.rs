@@ -289,7 +289,8 @@ fn load_doc(name: &str, doc: &Node) -> Result<Pod, Vec<Diagnostic>> {
     // (or null the offending value) from a copy of the tree and try again, a bounded number
     // of times.
     let mut errors = Vec::new();
-    let mut nulled: Vec<String> = Vec::new();
+    let mut handled: Vec<String> = Vec::new();
+    let mut quiet: Vec<String> = Vec::new();
     let mut work: Option<Node> = None;
     let mut pod: Option<Pod> = None;
     for _ in 0..MAX_SCHEMA_ERRORS {
@@ -301,24 +302,28 @@ fn load_doc(name: &str, doc: &Node) -> Result<Pod, Vec<Diagnostic>> {
             }
             Err(e) => {
                 let path = e.path.clone().unwrap_or_default();
+                // An error at a value we already dropped is an echo of the first one.
+                if handled.iter().any(|h| path.starts_with(h.as_str())) {
+                    break;
+                }
                 let message = match &e.kind {
-                    de::DeErrorKind::UnknownField {
-                        field,
-                        owner,
-                        expected,
-                    } => fields::unknown_field_message(owner, field, expected),
+                    de::DeErrorKind::UnknownField { field, owner, expected } => {
+                        fields::unknown_field_message(owner, field, expected)
+                    }
                     _ => e.to_string(),
                 };
                 errors.push(diag(e.pos.unwrap_or(doc.pos), &path, message));
                 let mut next = work.take().unwrap_or_else(|| doc.clone());
                 let fixed = match &e.kind {
                     de::DeErrorKind::UnknownField { field, .. } => {
+                        // Rules about the object that held it would only repeat this error.
+                        quiet.push(path.clone());
                         remove_key(&mut next, &path, field)
                     }
                     de::DeErrorKind::MissingField(_) => false,
                     _ => {
-                        nulled.push(path.clone());
-                        null_at(&mut next, &path)
+                        handled.push(path.clone());
+                        drop_value(&mut next, &path)
                     }
                 };
                 if !fixed {
@@ -334,7 +339,14 @@ fn load_doc(name: &str, doc: &Node) -> Result<Pod, Vec<Diagnostic>> {
     validate::apply_defaults(&mut pod);
     for fe in validate::validate(&pod) {
         // A value dropped above for its type would be reported again as missing.
-        if nulled.iter().any(|p| fe.path.starts_with(p.as_str())) {
+        let echoes = handled.iter().any(|p| fe.path.starts_with(p.as_str()))
+            || quiet.iter().any(|p| {
+                fe.path == *p
+                    || fe.path.strip_prefix(p.as_str()).is_some_and(|rest| {
+                        rest.starts_with('.') && !rest[1..].contains(['.', '['])
+                    })
+            });
+        if echoes {
             continue;
         }
         let (pos, path) = locate(doc, &fe.path);
@@ -375,7 +387,16 @@ fn remove_key(doc: &mut Node, path: &str, key: &str) -> bool {
     }
 }
 
-fn null_at(doc: &mut Node, path: &str) -> bool {
+/// Drops the value at `path`: a map entry (`…[key]`) is removed, a field is set to null.
+fn drop_value(doc: &mut Node, path: &str) -> bool {
+    if path.ends_with(']')
+        && let Some(open) = path.rfind('[')
+    {
+        let key = &path[open + 1..path.len() - 1];
+        if key.parse::<usize>().is_err() {
+            return remove_key(doc, &path[..open], key);
+        }
+    }
     if path.is_empty() {
         return false;
     }

@@ -572,8 +572,8 @@ fn validate_spec(v: &mut V, pod: &Pod) {
                         v.err(
                             here,
                             format!(
-                                "Duplicate value: \"{hp}/{:?}\" (also used by {first})",
-                                key.1
+                                "Duplicate value: \"{hp}/{}\" (also used by {first})",
+                                protocol_name(key.1)
                             ),
                         );
                     } else {
@@ -1144,6 +1144,14 @@ fn validate_port(v: &mut V, p: &str, port: &IntOrString, named_ports: &[&str]) {
             v.invalid(p, s, "must name a port of this container (ports[].name)")
         }
         _ => {}
+    }
+}
+
+fn protocol_name(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Tcp => "TCP",
+        Protocol::Udp => "UDP",
+        Protocol::Sctp => "SCTP",
     }
 }
 
