@@ -3,5 +3,8 @@
 //! See ARCHITECTURE.md for the map of modules and the invariants they keep.
 
 pub mod cli;
+pub mod container;
 pub mod manifest;
 pub mod model;
+pub mod shim;
+pub mod sys;

@@ -8,6 +8,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod run;
+mod shim;
 mod validate;
 
 /// A declarative pod supervisor: runs Kubernetes `v1 Pod` manifests on one Linux machine.
@@ -38,6 +40,17 @@ pub enum Command {
     /// and editor leftovers are skipped, as the daemon skips them). Exit status: 0 when every
     /// manifest is valid, 1 when any is not.
     Validate(validate::Args),
+
+    /// Run one pod in the foreground; Ctrl-C stops it
+    ///
+    /// Init containers run in order, then the containers; their output is printed prefixed
+    /// by the container's name. Exit status: 0 when the pod succeeded, 1 when a container
+    /// failed (or the manifest is invalid).
+    Run(run::Args),
+
+    /// The pod's infra process (internal)
+    #[command(hide = true)]
+    Shim(shim::Args),
 }
 
 /// How a verb failed. `main` turns this into a message and an exit code.
@@ -62,6 +75,8 @@ pub type CliResult = Result<ExitCode, Failure>;
 pub fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Validate(args) => validate::run(args),
+        Command::Run(args) => run::run(args),
+        Command::Shim(args) => shim::run(args),
     }
 }
 

@@ -250,7 +250,7 @@ fn drop_privileges(p: &Prepared) -> Result<(), Fail> {
         check(libc::setgid(p.gid), Stage::Setgid, c"setgid")?;
         check(libc::setuid(p.uid), Stage::Setuid, c"setuid")?;
         let mut hdr = CapHeader {
-            version: libc::_LINUX_CAPABILITY_VERSION_3,
+            version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
             pid: 0,
         };
         let lo = p.caps as u32;

@@ -113,7 +113,7 @@ pub fn compute_env(
 ) -> Result<Vec<String>, EnvError> {
     let mut order: Vec<String> = Vec::new();
     let mut values: HashMap<String, String> = HashMap::new();
-    let mut set = |order: &mut Vec<String>, values: &mut HashMap<String, String>, k: &str, v: String| {
+    let set = |order: &mut Vec<String>, values: &mut HashMap<String, String>, k: &str, v: String| {
         if values.insert(k.to_string(), v).is_none() {
             order.push(k.to_string());
         }

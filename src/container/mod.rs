@@ -464,7 +464,7 @@ pub fn prepare(
         &format!("overlay root {r_s}"),
     )?);
     let nosuid_nodev_noexec = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
-    let mut fs = |steps: &mut Vec<Step>, at: &str, fstype: &str, flags: libc::c_ulong, data: Option<&str>| {
+    let fs = |steps: &mut Vec<Step>, at: &str, fstype: &str, flags: libc::c_ulong, data: Option<&str>| {
         let target = r.join(&at[1..]);
         mkdirs(steps, r, &target)?;
         steps.push(mount_step(

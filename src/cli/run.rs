@@ -1,0 +1,163 @@
+//! `podsup run FILE`: one pod in the foreground.
+//!
+//! Loads the manifest, resolves the images, lays out `--run/pods/<uid>/` and starts
+//! `podsup shim` (a re-exec of this binary, in its own session) for the pod. The shim prints
+//! every container's output prefixed by its name. Ctrl-C or SIGTERM here becomes SIGTERM to
+//! the shim (a second Ctrl-C: SIGINT, which skips the grace period). When the shim is gone,
+//! this removes whatever it left of the pod's directories, and exits with the pod's result.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+
+use anyhow::Context;
+use nix::sys::signal::{SigSet, Signal};
+use nix::unistd::Pid;
+
+use super::{CliResult, Failure};
+use crate::container::ImageInfo;
+use crate::manifest;
+use crate::model::Pod;
+use crate::shim::ShimSpec;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The Pod manifest (one pod)
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// Images, volumes and writable container layers
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/podsup")]
+    pub root: PathBuf,
+
+    /// Live state of running pods
+    #[arg(long, value_name = "DIR", default_value = "/run/podsup")]
+    pub run: PathBuf,
+}
+
+/// A fresh pod UID (a random UUID, as the API server would assign).
+fn new_uid() -> anyhow::Result<String> {
+    let uid = fs::read_to_string("/proc/sys/kernel/random/uuid").context("read a random uuid")?;
+    Ok(uid.trim().to_string())
+}
+
+/// Resolves every container's image. Until the image store lands, `image:` may name a
+/// root-filesystem directory by absolute path (the test seam); the store replaces this.
+fn resolve_images(_root: &Path, pod: &Pod) -> Result<BTreeMap<String, ImageInfo>, String> {
+    let mut out = BTreeMap::new();
+    for (_, c) in pod.spec.all_containers() {
+        let p = Path::new(&c.image);
+        if !p.is_absolute() || !p.is_dir() {
+            return Err(format!(
+                "container {:?}: image {:?}: not found (import it with `podsup image import`)",
+                c.name, c.image
+            ));
+        }
+        out.insert(
+            c.name.clone(),
+            ImageInfo {
+                name: c.image.clone(),
+                id: format!("dir:{}", c.image),
+                layers: vec![p.to_path_buf()],
+                ..Default::default()
+            },
+        );
+    }
+    Ok(out)
+}
+
+pub fn run(args: Args) -> CliResult {
+    let pods = manifest::load_file(&args.file).map_err(|e| Failure::User(e.to_string()))?;
+    let pod = match <[Pod; 1]>::try_from(pods) {
+        Ok([pod]) => pod,
+        Err(pods) => {
+            return Err(Failure::User(format!(
+                "{}: holds {} pods; podsup run runs exactly one",
+                args.file.display(),
+                pods.len()
+            )));
+        }
+    };
+    let images = resolve_images(&args.root, &pod).map_err(Failure::User)?;
+    let uid = new_uid()?;
+    let run_dir = args.run.join("pods").join(&uid);
+    let root_dir = args.root.join("pods").join(&uid);
+    let result = run_pod(pod, images, &uid, &run_dir, &root_dir);
+    // The shim removes its dirs; this catches what a crashed shim left.
+    for d in [&run_dir, &root_dir] {
+        if let Err(e) = fs::remove_dir_all(d)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            log::warn!("remove {}: {e}", d.display());
+        }
+    }
+    result
+}
+
+fn run_pod(
+    pod: Pod,
+    images: BTreeMap<String, ImageInfo>,
+    uid: &str,
+    run_dir: &Path,
+    root_dir: &Path,
+) -> CliResult {
+    fs::create_dir_all(run_dir).with_context(|| format!("mkdir {}", run_dir.display()))?;
+    fs::create_dir_all(root_dir).with_context(|| format!("mkdir {}", root_dir.display()))?;
+    // `podsup image rm` reads this to refuse removing an image in use.
+    let mut ids: Vec<&str> = images.values().map(|i| i.id.as_str()).collect();
+    ids.sort();
+    ids.dedup();
+    let mut list = ids.join("\n");
+    list.push('\n');
+    fs::write(run_dir.join("images"), list).context("write images")?;
+    let spec = ShimSpec {
+        uid: uid.to_string(),
+        pod,
+        images,
+        run_dir: run_dir.to_path_buf(),
+        root_dir: root_dir.to_path_buf(),
+    };
+    let spec_path = ShimSpec::spec_path(run_dir);
+    fs::write(&spec_path, serde_json::to_vec(&spec).context("encode spec")?).context("write spec.json")?;
+
+    // Block the signals we forward before the shim exists, so none is lost in between.
+    let mut mask = SigSet::empty();
+    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGCHLD] {
+        mask.add(s);
+    }
+    mask.thread_block().context("block signals")?;
+    let exe = std::env::current_exe().context("find the podsup binary")?;
+    // std resets the signal mask and SIGPIPE in the child before exec.
+    let mut shim = Command::new(exe)
+        .arg("shim")
+        .arg("--spec")
+        .arg(&spec_path)
+        .arg("--foreground")
+        .stdin(Stdio::null())
+        .spawn()
+        .context("start podsup shim")?;
+    let shim_pid = Pid::from_raw(shim.id() as i32);
+    let mut forwarded = 0;
+    let status = loop {
+        if let Some(status) = shim.try_wait().context("wait for the shim")? {
+            break status;
+        }
+        match mask.wait() {
+            Ok(Signal::SIGCHLD) | Err(_) => {}
+            Ok(_) => {
+                // First signal: graceful stop; the next one: no more grace.
+                let sig = if forwarded == 0 { Signal::SIGTERM } else { Signal::SIGINT };
+                let _ = nix::sys::signal::kill(shim_pid, sig);
+                forwarded += 1;
+            }
+        }
+    };
+    let _ = mask.thread_unblock();
+    match status.code() {
+        Some(0) => Ok(ExitCode::SUCCESS),
+        Some(1) => Err(Failure::User(String::new())),
+        Some(c) => Err(Failure::Internal(anyhow::anyhow!("podsup shim failed (exit status {c})"))),
+        None => Err(Failure::Internal(anyhow::anyhow!("podsup shim was killed: {status}"))),
+    }
+}
