@@ -119,11 +119,20 @@ fn run_pod(
         root_dir: root_dir.to_path_buf(),
     };
     let spec_path = ShimSpec::spec_path(run_dir);
-    fs::write(&spec_path, serde_json::to_vec(&spec).context("encode spec")?).context("write spec.json")?;
+    fs::write(
+        &spec_path,
+        serde_json::to_vec(&spec).context("encode spec")?,
+    )
+    .context("write spec.json")?;
 
     // Block the signals we forward before the shim exists, so none is lost in between.
     let mut mask = SigSet::empty();
-    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGCHLD] {
+    for s in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGCHLD,
+    ] {
         mask.add(s);
     }
     mask.thread_block().context("block signals")?;
@@ -147,7 +156,11 @@ fn run_pod(
             Ok(Signal::SIGCHLD) | Err(_) => {}
             Ok(_) => {
                 // First signal: graceful stop; the next one: no more grace.
-                let sig = if forwarded == 0 { Signal::SIGTERM } else { Signal::SIGINT };
+                let sig = if forwarded == 0 {
+                    Signal::SIGTERM
+                } else {
+                    Signal::SIGINT
+                };
                 let _ = nix::sys::signal::kill(shim_pid, sig);
                 forwarded += 1;
             }
@@ -157,7 +170,11 @@ fn run_pod(
     match status.code() {
         Some(0) => Ok(ExitCode::SUCCESS),
         Some(1) => Err(Failure::User(String::new())),
-        Some(c) => Err(Failure::Internal(anyhow::anyhow!("podsup shim failed (exit status {c})"))),
-        None => Err(Failure::Internal(anyhow::anyhow!("podsup shim was killed: {status}"))),
+        Some(c) => Err(Failure::Internal(anyhow::anyhow!(
+            "podsup shim failed (exit status {c})"
+        ))),
+        None => Err(Failure::Internal(anyhow::anyhow!(
+            "podsup shim was killed: {status}"
+        ))),
     }
 }

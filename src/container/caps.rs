@@ -68,23 +68,37 @@ fn bit(name: &str) -> Result<u64, UnknownCap> {
 
 /// Every capability the running kernel knows (`last_cap` from /proc/sys/kernel/cap_last_cap).
 pub fn all(last_cap: u32) -> u64 {
-    if last_cap >= 63 { u64::MAX } else { (1u64 << (last_cap + 1)) - 1 }
+    if last_cap >= 63 {
+        u64::MAX
+    } else {
+        (1u64 << (last_cap + 1)) - 1
+    }
 }
 
 /// The container's capability set (bounding = permitted = effective for root).
 pub fn compute_caps(sc: Option<&SecurityContext>, last_cap: u32) -> Result<u64, UnknownCap> {
     let all = all(last_cap);
-    let Some(sc) = sc else { return Ok(DEFAULT_SET & all) };
+    let Some(sc) = sc else {
+        return Ok(DEFAULT_SET & all);
+    };
     if sc.privileged == Some(true) {
         return Ok(all);
     }
     let mut set = DEFAULT_SET;
     if let Some(c) = &sc.capabilities {
         for name in &c.add {
-            set |= if name.eq_ignore_ascii_case("ALL") { all } else { bit(name)? };
+            set |= if name.eq_ignore_ascii_case("ALL") {
+                all
+            } else {
+                bit(name)?
+            };
         }
         for name in &c.drop {
-            set &= !if name.eq_ignore_ascii_case("ALL") { u64::MAX } else { bit(name)? };
+            set &= !if name.eq_ignore_ascii_case("ALL") {
+                u64::MAX
+            } else {
+                bit(name)?
+            };
         }
     }
     Ok(set & all)
@@ -107,14 +121,29 @@ mod tests {
 
     #[test]
     fn sets() {
-        assert_eq!(compute_caps(None, 40), DEFAULT_SET);
-        assert_eq!(compute_caps(Some(&sc(&[], &["NET_RAW"])), 40), DEFAULT_SET & !(1 << 13));
-        assert_eq!(compute_caps(Some(&sc(&["CAP_NET_ADMIN"], &[])), 40), DEFAULT_SET | (1 << 12));
-        assert_eq!(compute_caps(Some(&sc(&["NET_ADMIN"], &["ALL"])), 40), 0);
-        assert_eq!(compute_caps(Some(&sc(&["ALL"], &[])), 40), all(40));
-        assert_eq!(compute_caps(Some(&sc(&["chown"], &["kill"])), 40), DEFAULT_SET & !(1 << 5));
-        assert_eq!(compute_caps(Some(&sc(&["NOPE"], &[])), 40), Err(UnknownCap("NOPE".into())));
-        let privileged = SecurityContext { privileged: Some(true), ..Default::default() };
-        assert_eq!(compute_caps(Some(&privileged), 40), (1u64 << 41) - 1);
+        assert_eq!(compute_caps(None, 40), Ok(DEFAULT_SET));
+        assert_eq!(
+            compute_caps(Some(&sc(&[], &["NET_RAW"])), 40),
+            Ok(DEFAULT_SET & !(1 << 13))
+        );
+        assert_eq!(
+            compute_caps(Some(&sc(&["CAP_NET_ADMIN"], &[])), 40),
+            Ok(DEFAULT_SET | (1 << 12))
+        );
+        assert_eq!(compute_caps(Some(&sc(&["NET_ADMIN"], &["ALL"])), 40), Ok(0));
+        assert_eq!(compute_caps(Some(&sc(&["ALL"], &[])), 40), Ok(all(40)));
+        assert_eq!(
+            compute_caps(Some(&sc(&["chown"], &["kill"])), 40),
+            Ok(DEFAULT_SET & !(1 << 5))
+        );
+        assert_eq!(
+            compute_caps(Some(&sc(&["NOPE"], &[])), 40),
+            Err(UnknownCap("NOPE".into()))
+        );
+        let privileged = SecurityContext {
+            privileged: Some(true),
+            ..Default::default()
+        };
+        assert_eq!(compute_caps(Some(&privileged), 40), Ok((1u64 << 41) - 1));
     }
 }

@@ -69,7 +69,15 @@ enum Never {}
 fn run(p: &Prepared) -> Result<Never, Fail> {
     reset_signals()?;
     // SAFETY: prctl with integer arguments only.
-    let rc = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
+    let rc = unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
     check(rc, Stage::DeathSignal, c"PR_SET_PDEATHSIG")?;
     // SAFETY: plain syscall without pointers.
     let rc = unsafe { libc::setsid() };
@@ -119,7 +127,12 @@ fn setup_stdio(p: &Prepared) -> Result<(), Fail> {
     // Every inherited fd from 3 up is closed at exec (the sync pipe already is).
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags; no pointers.
     let rc = unsafe {
-        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as u32)
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
     };
     check(rc as libc::c_int, Stage::Stdio, c"close_range")
 }
@@ -208,7 +221,11 @@ fn pivot(p: &Prepared) -> Result<(), Fail> {
         let dot = c".";
         let rc = libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), dot.as_ptr());
         check(rc as libc::c_int, Stage::PivotRoot, &p.rootfs)?;
-        check(libc::umount2(dot.as_ptr(), libc::MNT_DETACH), Stage::PivotRoot, c"umount old root")?;
+        check(
+            libc::umount2(dot.as_ptr(), libc::MNT_DETACH),
+            Stage::PivotRoot,
+            c"umount old root",
+        )?;
         check(libc::chdir(c"/".as_ptr()), Stage::PivotRoot, c"/")?;
     }
     Ok(())
@@ -244,7 +261,11 @@ fn drop_privileges(p: &Prepared) -> Result<(), Fail> {
             }
         }
         // Keep the permitted set across setuid, so that capset below can choose it.
-        check(libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0), Stage::Capabilities, c"PR_SET_KEEPCAPS")?;
+        check(
+            libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0),
+            Stage::Capabilities,
+            c"PR_SET_KEEPCAPS",
+        )?;
         let rc = libc::setgroups(p.groups.len(), p.groups.as_ptr());
         check(rc, Stage::Groups, c"setgroups")?;
         check(libc::setgid(p.gid), Stage::Setgid, c"setgid")?;
@@ -269,7 +290,13 @@ fn drop_privileges(p: &Prepared) -> Result<(), Fail> {
         ];
         let rc = libc::syscall(libc::SYS_capset, &mut hdr as *mut CapHeader, data.as_ptr());
         check(rc as libc::c_int, Stage::Capabilities, c"capset")?;
-        let rc = libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+        let rc = libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        );
         check(rc, Stage::Capabilities, c"PR_CAP_AMBIENT_CLEAR_ALL")?;
     }
     Ok(())
@@ -306,8 +333,20 @@ fn exec(p: &Prepared) -> Result<Never, Fail> {
 pub fn pause_main() -> ! {
     // SAFETY: prctl/sigprocmask/sigwait/waitpid on locals; no allocation.
     unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
-        libc::prctl(libc::PR_SET_NAME, c"podsup-pause".as_ptr() as libc::c_ulong, 0, 0, 0);
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
+        libc::prctl(
+            libc::PR_SET_NAME,
+            c"podsup-pause".as_ptr() as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGCHLD);

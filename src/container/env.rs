@@ -71,7 +71,12 @@ pub fn expand(input: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String {
     out
 }
 
-fn field_value(pod: &Pod, fields: &FieldValues, var: &EnvVar, path: &str) -> Result<String, EnvError> {
+fn field_value(
+    pod: &Pod,
+    fields: &FieldValues,
+    var: &EnvVar,
+    path: &str,
+) -> Result<String, EnvError> {
     let unsupported = || EnvError::UnsupportedField {
         name: var.name.clone(),
         path: path.to_string(),
@@ -113,11 +118,12 @@ pub fn compute_env(
 ) -> Result<Vec<String>, EnvError> {
     let mut order: Vec<String> = Vec::new();
     let mut values: HashMap<String, String> = HashMap::new();
-    let set = |order: &mut Vec<String>, values: &mut HashMap<String, String>, k: &str, v: String| {
-        if values.insert(k.to_string(), v).is_none() {
-            order.push(k.to_string());
-        }
-    };
+    let set =
+        |order: &mut Vec<String>, values: &mut HashMap<String, String>, k: &str, v: String| {
+            if values.insert(k.to_string(), v).is_none() {
+                order.push(k.to_string());
+            }
+        };
     for kv in image_env {
         let (k, v) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
         set(&mut order, &mut values, k, v.to_string());
@@ -141,22 +147,24 @@ pub fn compute_env(
             }
             (None, Some(src)) => match &src.field_ref {
                 Some(f) => field_value(pod, fields, var, &f.field_path)?,
-                None => return Err(EnvError::NoValue { name: var.name.clone() }),
+                None => {
+                    return Err(EnvError::NoValue {
+                        name: var.name.clone(),
+                    });
+                }
             },
             (None, None) => String::new(),
         };
         manifest.insert(var.name.clone(), value.clone());
         set(&mut order, &mut values, &var.name, value);
     }
-    Ok(order
-        .iter()
-        .map(|k| format!("{k}={}", values[k]))
-        .collect())
+    Ok(order.iter().map(|k| format!("{k}={}", values[k])).collect())
 }
 
 /// The manifest's variables after expansion, for expanding `command` and `args`.
 pub fn manifest_lookup(env: &[String], container: &Container) -> HashMap<String, String> {
-    let names: std::collections::HashSet<&str> = container.env.iter().map(|e| e.name.as_str()).collect();
+    let names: std::collections::HashSet<&str> =
+        container.env.iter().map(|e| e.name.as_str()).collect();
     env.iter()
         .filter_map(|kv| kv.split_once('='))
         .filter(|(k, _)| names.contains(k))
@@ -175,7 +183,12 @@ pub fn compute_argv(
     let raw: Vec<String> = match (container.command.is_empty(), container.args.is_empty()) {
         (true, true) => entrypoint.iter().chain(cmd).cloned().collect(),
         (true, false) => entrypoint.iter().chain(&container.args).cloned().collect(),
-        (false, _) => container.command.iter().chain(&container.args).cloned().collect(),
+        (false, _) => container
+            .command
+            .iter()
+            .chain(&container.args)
+            .cloned()
+            .collect(),
     };
     let lookup = |n: &str| vars.get(n).cloned();
     raw.iter().map(|a| expand(a, &lookup)).collect()
@@ -235,34 +248,42 @@ mod tests {
         };
         pod.metadata.name = "web".into();
         pod.metadata.labels.insert("app".into(), "shop".into());
-        let mut c = Container::default();
-        c.env = vec![
-            var("GREETING", "hi"),
-            var("MSG", "$(GREETING) $(UNSET) $$(GREETING) $(IMG)"),
-            EnvVar {
-                name: "POD".into(),
-                value: None,
-                value_from: Some(EnvVarSource {
-                    field_ref: Some(ObjectFieldSelector {
-                        api_version: None,
-                        field_path: "metadata.name".into(),
+        let mut c = Container {
+            env: vec![
+                var("GREETING", "hi"),
+                var("MSG", "$(GREETING) $(UNSET) $$(GREETING) $(IMG)"),
+                EnvVar {
+                    name: "POD".into(),
+                    value: None,
+                    value_from: Some(EnvVarSource {
+                        field_ref: Some(ObjectFieldSelector {
+                            api_version: None,
+                            field_path: "metadata.name".into(),
+                        }),
                     }),
-                }),
-            },
-            EnvVar {
-                name: "APP".into(),
-                value: None,
-                value_from: Some(EnvVarSource {
-                    field_ref: Some(ObjectFieldSelector {
-                        api_version: None,
-                        field_path: "metadata.labels['app']".into(),
+                },
+                EnvVar {
+                    name: "APP".into(),
+                    value: None,
+                    value_from: Some(EnvVarSource {
+                        field_ref: Some(ObjectFieldSelector {
+                            api_version: None,
+                            field_path: "metadata.labels['app']".into(),
+                        }),
                     }),
-                }),
-            },
-            var("IMG", "manifest"),
-        ];
-        let env = compute_env(&pod, &c, &["IMG=image".into(), "PATH=/bin".into()], "web", &FieldValues::default())
-            .unwrap();
+                },
+                var("IMG", "manifest"),
+            ],
+            ..Default::default()
+        };
+        let env = compute_env(
+            &pod,
+            &c,
+            &["IMG=image".into(), "PATH=/bin".into()],
+            "web",
+            &FieldValues::default(),
+        )
+        .unwrap();
         assert_eq!(
             env,
             vec![
@@ -277,7 +298,12 @@ mod tests {
         );
         c.command = vec!["echo".into(), "$(POD)".into()];
         c.args = vec!["$(MSG)".into()];
-        let argv = compute_argv(&c, &["/ep".into()], &["cmd".into()], &manifest_lookup(&env, &c));
+        let argv = compute_argv(
+            &c,
+            &["/ep".into()],
+            &["cmd".into()],
+            &manifest_lookup(&env, &c),
+        );
         assert_eq!(argv, vec!["echo", "web", "hi $(UNSET) $(GREETING) $(IMG)"]);
     }
 

@@ -49,7 +49,10 @@ pub struct ImageInfo {
 pub enum VolumeSource {
     /// A directory podsup made for the pod (emptyDir on disk or on tmpfs).
     EmptyDir(PathBuf),
-    HostPath { path: PathBuf, type_: HostPathType },
+    HostPath {
+        path: PathBuf,
+        type_: HostPathType,
+    },
 }
 
 /// What the pod's sandbox gives every container.
@@ -115,9 +118,16 @@ pub enum PrepareError {
 
 /// One root-filesystem step of the child, on prepared C strings.
 pub enum Step {
-    Mkdir { path: CString },
-    Touch { path: CString },
-    Symlink { target: CString, link: CString },
+    Mkdir {
+        path: CString,
+    },
+    Touch {
+        path: CString,
+    },
+    Symlink {
+        target: CString,
+        link: CString,
+    },
     Mount {
         src: Option<CString>,
         target: CString,
@@ -161,7 +171,9 @@ pub struct Prepared {
 }
 
 fn cstr(what: &str, s: impl AsRef<[u8]>) -> Result<CString, PrepareError> {
-    CString::new(s.as_ref().to_vec()).map_err(|_| PrepareError::Nul { what: what.to_string() })
+    CString::new(s.as_ref().to_vec()).map_err(|_| PrepareError::Nul {
+        what: what.to_string(),
+    })
 }
 
 fn cpath(p: &Path) -> Result<CString, PrepareError> {
@@ -213,7 +225,13 @@ fn mount_step(target: &Path, m: MountSpec<'_>, detail: &str) -> Result<Step, Pre
 
 /// A bind mount of `src` at `target`, made read-only when asked (a bind mount takes its
 /// flags only from a second remount, see mount(2) "MS_BIND").
-fn bind(steps: &mut Vec<Step>, src: &Path, target: &Path, read_only: bool, detail: &str) -> Result<(), PrepareError> {
+fn bind(
+    steps: &mut Vec<Step>,
+    src: &Path,
+    target: &Path,
+    read_only: bool,
+    detail: &str,
+) -> Result<(), PrepareError> {
     let src_s = src.to_string_lossy();
     steps.push(mount_step(
         target,
@@ -257,7 +275,13 @@ const MASKED_DIRS: &[&str] = &[
     "/sys/devices/virtual/powercap",
 ];
 /// Docker's read-only /proc paths.
-const READONLY_PATHS: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+const READONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
 
 /// Checks (and for `*OrCreate`, creates) a hostPath the way the kubelet does.
 fn check_host_path(volume: &str, path: &Path, type_: HostPathType) -> Result<(), PrepareError> {
@@ -300,7 +324,9 @@ fn check_host_path(volume: &str, path: &Path, type_: HostPathType) -> Result<(),
     if ok {
         Ok(())
     } else if let Err(e) = meta {
-        Err(fail(format!("{}", std::io::Error::from(e.kind())).to_lowercase()))
+        Err(fail(
+            format!("{}", std::io::Error::from(e.kind())).to_lowercase(),
+        ))
     } else {
         Err(fail(format!("is not a {type_:?}")))
     }
@@ -308,9 +334,12 @@ fn check_host_path(volume: &str, path: &Path, type_: HostPathType) -> Result<(),
 
 /// The source of one volume mount on the host, after subPath.
 fn mount_source(vm: &VolumeMount, sandbox: &Sandbox) -> Result<PathBuf, PrepareError> {
-    let vol = sandbox.volumes.get(&vm.name).ok_or_else(|| PrepareError::NoVolume {
-        mount: vm.name.clone(),
-    })?;
+    let vol = sandbox
+        .volumes
+        .get(&vm.name)
+        .ok_or_else(|| PrepareError::NoVolume {
+            mount: vm.name.clone(),
+        })?;
     let base = match vol {
         VolumeSource::EmptyDir(p) => p.clone(),
         VolumeSource::HostPath { path, type_ } => {
@@ -383,8 +412,12 @@ pub fn prepare(
     // Identity, env, argv.
     let passwd = read_image_file(image, "etc/passwd");
     let group = read_image_file(image, "etc/group");
-    let run_as_user = sc.and_then(|s| s.run_as_user).or(psc.and_then(|s| s.run_as_user));
-    let run_as_group = sc.and_then(|s| s.run_as_group).or(psc.and_then(|s| s.run_as_group));
+    let run_as_user = sc
+        .and_then(|s| s.run_as_user)
+        .or(psc.and_then(|s| s.run_as_user));
+    let run_as_group = sc
+        .and_then(|s| s.run_as_group)
+        .or(psc.and_then(|s| s.run_as_group));
     let supplemental = psc.map(|s| s.supplemental_groups.as_slice()).unwrap_or(&[]);
     let id = user::compute_identity(
         run_as_user,
@@ -394,11 +427,19 @@ pub fn prepare(
         &passwd,
         &group,
     )?;
-    let non_root = sc.and_then(|s| s.run_as_non_root).or(psc.and_then(|s| s.run_as_non_root));
+    let non_root = sc
+        .and_then(|s| s.run_as_non_root)
+        .or(psc.and_then(|s| s.run_as_non_root));
     if non_root == Some(true) && id.uid == 0 {
         return Err(PrepareError::NonRoot);
     }
-    let mut envs = env::compute_env(pod, container, &image.env, &sandbox.hostname, &sandbox.fields)?;
+    let mut envs = env::compute_env(
+        pod,
+        container,
+        &image.env,
+        &sandbox.hostname,
+        &sandbox.fields,
+    )?;
     if !envs.iter().any(|e| e.starts_with("HOME=")) {
         envs.push(format!("HOME={}", id.home));
     }
@@ -442,7 +483,12 @@ pub fn prepare(
         },
         "make / a slave mount",
     )?);
-    let lower: Vec<String> = image.layers.iter().rev().map(|l| l.display().to_string()).collect();
+    let lower: Vec<String> = image
+        .layers
+        .iter()
+        .rev()
+        .map(|l| l.display().to_string())
+        .collect();
     if lower.is_empty() {
         return Err(PrepareError::NoCommand);
     }
@@ -464,7 +510,11 @@ pub fn prepare(
         &format!("overlay root {r_s}"),
     )?);
     let nosuid_nodev_noexec = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
-    let fs = |steps: &mut Vec<Step>, at: &str, fstype: &str, flags: libc::c_ulong, data: Option<&str>| {
+    let fs = |steps: &mut Vec<Step>,
+              at: &str,
+              fstype: &str,
+              flags: libc::c_ulong,
+              data: Option<&str>| {
         let target = r.join(&at[1..]);
         mkdirs(steps, r, &target)?;
         steps.push(mount_step(
@@ -489,8 +539,16 @@ pub fn prepare(
     )?;
     for dev in ["null", "zero", "full", "random", "urandom", "tty"] {
         let target = r.join("dev").join(dev);
-        steps.push(Step::Touch { path: cpath(&target)? });
-        bind(&mut steps, &Path::new("/dev").join(dev), &target, false, &format!("/dev/{dev}"))?;
+        steps.push(Step::Touch {
+            path: cpath(&target)?,
+        });
+        bind(
+            &mut steps,
+            &Path::new("/dev").join(dev),
+            &target,
+            false,
+            &format!("/dev/{dev}"),
+        )?;
     }
     fs(
         &mut steps,
@@ -499,7 +557,13 @@ pub fn prepare(
         libc::MS_NOSUID | libc::MS_NOEXEC,
         Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
     )?;
-    fs(&mut steps, "/dev/mqueue", "mqueue", nosuid_nodev_noexec, None)?;
+    fs(
+        &mut steps,
+        "/dev/mqueue",
+        "mqueue",
+        nosuid_nodev_noexec,
+        None,
+    )?;
     for (target, link) in [
         ("pts/ptmx", "ptmx"),
         ("/proc/self/fd", "fd"),
@@ -527,7 +591,9 @@ pub fn prepare(
         (&sandbox.resolv_conf, "resolv.conf"),
     ] {
         let target = r.join("etc").join(name);
-        steps.push(Step::Touch { path: cpath(&target)? });
+        steps.push(Step::Touch {
+            path: cpath(&target)?,
+        });
         bind(&mut steps, src, &target, false, &format!("/etc/{name}"))?;
     }
 
@@ -547,8 +613,16 @@ pub fn prepare(
     if let Some(parent) = tm_target.parent() {
         mkdirs(&mut steps, r, parent)?;
     }
-    steps.push(Step::Touch { path: cpath(&tm_target)? });
-    bind(&mut steps, &dirs.termination_log, &tm_target, false, &tm_path)?;
+    steps.push(Step::Touch {
+        path: cpath(&tm_target)?,
+    });
+    bind(
+        &mut steps,
+        &dirs.termination_log,
+        &tm_target,
+        false,
+        &tm_path,
+    )?;
 
     // Volumes, in manifest order (a later mount may sit inside an earlier one).
     for vm in &container.volume_mounts {
@@ -563,7 +637,9 @@ pub fn prepare(
             if let Some(parent) = target.parent() {
                 mkdirs(&mut steps, r, parent)?;
             }
-            steps.push(Step::Touch { path: cpath(&target)? });
+            steps.push(Step::Touch {
+                path: cpath(&target)?,
+            });
         }
         let detail = format!("{} (volume {:?})", vm.mount_path, vm.name);
         bind(&mut steps, &src, &target, vm.read_only, &detail)?;
@@ -653,8 +729,14 @@ pub fn prepare(
         .and_then(parse_signal)
         .unwrap_or(nix::sys::signal::Signal::SIGTERM);
 
-    let argv_c = argv.iter().map(|a| cstr("argument", a)).collect::<Result<Vec<_>, _>>()?;
-    let envp_c = envs.iter().map(|e| cstr("env", e)).collect::<Result<Vec<_>, _>>()?;
+    let argv_c = argv
+        .iter()
+        .map(|a| cstr("argument", a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let envp_c = envs
+        .iter()
+        .map(|e| cstr("env", e))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut argv_ptrs: Vec<*const libc::c_char> = argv_c.iter().map(|c| c.as_ptr()).collect();
     argv_ptrs.push(std::ptr::null());
     let mut envp_ptrs: Vec<*const libc::c_char> = envp_c.iter().map(|c| c.as_ptr()).collect();
@@ -694,7 +776,11 @@ pub fn parse_signal(s: &str) -> Option<nix::sys::signal::Signal> {
         return nix::sys::signal::Signal::try_from(n).ok();
     }
     let upper = s.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
     nix::sys::signal::Signal::from_str(&name).ok()
 }
 

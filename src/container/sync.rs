@@ -84,7 +84,11 @@ pub fn decode(bytes: &[u8]) -> Option<ChildFailure> {
     let errno = i32::from_le_bytes(bytes[1..5].try_into().ok()?);
     let n = u16::from_le_bytes(bytes[5..7].try_into().ok()?) as usize;
     let detail = String::from_utf8_lossy(bytes.get(7..7 + n)?).into_owned();
-    Some(ChildFailure { stage, errno, detail })
+    Some(ChildFailure {
+        stage,
+        errno,
+        detail,
+    })
 }
 
 /// `strerror` text in the lowercase style of our messages.
@@ -104,7 +108,11 @@ impl fmt::Display for ChildFailure {
         match self.stage {
             Stage::Exec => write!(f, "exec {:?}: {err}", self.detail),
             Stage::ExecNotFound => {
-                write!(f, "exec {:?}: executable file not found in $PATH", self.detail)
+                write!(
+                    f,
+                    "exec {:?}: executable file not found in $PATH",
+                    self.detail
+                )
             }
             s => write!(f, "{}: {}: {err}", stage_name(s), self.detail),
         }
@@ -141,14 +149,20 @@ mod tests {
         let mut buf = [0u8; RECORD_LEN];
         let n = encode(&mut buf, Stage::Exec, libc::ENOENT, b"/bin/nginx");
         let f = decode(&buf[..n]).unwrap();
-        assert_eq!(f.to_string(), "exec \"/bin/nginx\": no such file or directory");
+        assert_eq!(
+            f.to_string(),
+            "exec \"/bin/nginx\": no such file or directory"
+        );
         let n = encode(&mut buf, Stage::ExecNotFound, libc::ENOENT, b"nginx");
         assert_eq!(
             decode(&buf[..n]).unwrap().to_string(),
             "exec \"nginx\": executable file not found in $PATH"
         );
         let n = encode(&mut buf, Stage::Mount, libc::EACCES, b"/data");
-        assert_eq!(decode(&buf[..n]).unwrap().to_string(), "mount: /data: permission denied");
+        assert_eq!(
+            decode(&buf[..n]).unwrap().to_string(),
+            "mount: /data: permission denied"
+        );
         assert_eq!(decode(&buf[..3]), None);
     }
 }

@@ -117,7 +117,12 @@ pub fn compute_identity(
         .map(|e| e.home.to_string())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "/".into());
-    Ok(Identity { uid, gid, groups, home })
+    Ok(Identity {
+        uid,
+        gid,
+        groups,
+        home,
+    })
 }
 
 #[cfg(test)]
@@ -130,16 +135,39 @@ mod tests {
     #[test]
     fn identities() {
         let id = |u, g, s: &[i64], img| compute_identity(u, g, s, img, PASSWD, GROUP);
-        assert_eq!(id(None, None, &[], None).unwrap(), Identity { uid: 0, gid: 0, groups: vec![], home: "/root".into() });
+        assert_eq!(
+            id(None, None, &[], None).unwrap(),
+            Identity {
+                uid: 0,
+                gid: 0,
+                groups: vec![],
+                home: "/root".into()
+            }
+        );
         let web = id(Some(1000), None, &[], None).unwrap();
-        assert_eq!((web.uid, web.gid, web.groups, web.home.as_str()), (1000, 1001, vec![2000], "/home/web"));
+        assert_eq!(
+            (web.uid, web.gid, web.groups, web.home.as_str()),
+            (1000, 1001, vec![2000], "/home/web")
+        );
         let named = id(None, None, &[5], Some("web")).unwrap();
-        assert_eq!((named.uid, named.gid, named.groups), (1000, 1001, vec![2000, 5]));
+        assert_eq!(
+            (named.uid, named.gid, named.groups),
+            (1000, 1001, vec![2000, 5])
+        );
         let pair = id(None, None, &[], Some("web:root")).unwrap();
         assert_eq!((pair.uid, pair.gid), (1000, 0));
         let numeric = id(None, Some(7), &[], Some("4242")).unwrap();
-        assert_eq!((numeric.uid, numeric.gid, numeric.home.as_str()), (4242, 7, "/"));
-        assert_eq!(id(None, None, &[], Some("ghost")), Err(UserError::NoUser("ghost".into())));
-        assert_eq!(id(Some(-1), None, &[], None), Err(UserError::Range("runAsUser", -1)));
+        assert_eq!(
+            (numeric.uid, numeric.gid, numeric.home.as_str()),
+            (4242, 7, "/")
+        );
+        assert_eq!(
+            id(None, None, &[], Some("ghost")),
+            Err(UserError::NoUser("ghost".into()))
+        );
+        assert_eq!(
+            id(Some(-1), None, &[], None),
+            Err(UserError::Range("runAsUser", -1))
+        );
     }
 }

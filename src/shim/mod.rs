@@ -121,14 +121,22 @@ pub fn main(spec_path: &Path, foreground: bool) -> Result<i32> {
         serde_json::from_slice(&text).with_context(|| format!("parse {}", spec_path.display()))?;
 
     let mut mask = SigSet::empty();
-    for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+    for s in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+    ] {
         mask.add(s);
     }
     mask.thread_block().context("block signals")?;
     let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .context("signalfd")?;
-    fs::write(spec.run_dir.join("shim.pid"), format!("{}\n", std::process::id()))
-        .context("write shim.pid")?;
+    fs::write(
+        spec.run_dir.join("shim.pid"),
+        format!("{}\n", std::process::id()),
+    )
+    .context("write shim.pid")?;
 
     let mut shim = Shim::new(spec)?;
     let result = shim.run(&sigfd);
@@ -235,14 +243,23 @@ impl Shim {
         nix::sched::unshare(flags).context("unshare pod namespaces")?;
         // Mounts of the pod (its /dev/shm, memory emptyDirs) stay inside the shim's namespace
         // and die with it; host mounts still propagate in.
-        nix::mount::mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SLAVE, None::<&str>)
-            .context("make / a slave mount")?;
+        nix::mount::mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_SLAVE,
+            None::<&str>,
+        )
+        .context("make / a slave mount")?;
         let hostname = if ps.host_network {
             nix::unistd::gethostname()
                 .map(|h| h.to_string_lossy().into_owned())
                 .unwrap_or_default()
         } else {
-            let mut h = ps.hostname.clone().unwrap_or_else(|| pod.metadata.name.clone());
+            let mut h = ps
+                .hostname
+                .clone()
+                .unwrap_or_else(|| pod.metadata.name.clone());
             h.truncate(63);
             crate::sys::loopback_up().context("set loopback up")?;
             nix::unistd::sethostname(&h).context("sethostname")?;
@@ -326,7 +343,11 @@ impl Shim {
         let mut ctrs = Vec::new();
         let inits = ps.init_containers.len();
         for (i, (kind, c)) in ps.all_containers().enumerate() {
-            let spec_idx = if i < inits { (true, i) } else { (false, i - inits) };
+            let spec_idx = if i < inits {
+                (true, i)
+            } else {
+                (false, i - inits)
+            };
             let cdir_run = run.join("containers").join(&c.name);
             let cdir_root = spec.root_dir.join("containers").join(&c.name);
             ctrs.push(Ctr {
@@ -397,12 +418,12 @@ impl Shim {
                 // A start may have failed at once: decide again before sleeping.
                 continue;
             }
-            if let Some(t) = self.kill_at {
-                if t <= now {
-                    self.kill_at = None;
-                    for i in 0..self.ctrs.len() {
-                        self.signal_ctr(i, Signal::SIGKILL);
-                    }
+            if let Some(t) = self.kill_at
+                && t <= now
+            {
+                self.kill_at = None;
+                for i in 0..self.ctrs.len() {
+                    self.signal_ctr(i, Signal::SIGKILL);
                 }
             }
             let deadline = [plan.wake, self.kill_at].into_iter().flatten().min();
@@ -516,13 +537,17 @@ impl Shim {
             let _ = fs::remove_dir_all(d);
             fs::create_dir_all(d).map_err(|e| format!("mkdir {}: {e}", d.display()))?;
         }
-        fs::create_dir_all(&dirs.rootfs).map_err(|e| format!("mkdir {}: {e}", dirs.rootfs.display()))?;
+        fs::create_dir_all(&dirs.rootfs)
+            .map_err(|e| format!("mkdir {}: {e}", dirs.rootfs.display()))?;
         fs::write(&dirs.termination_log, b"")
             .map_err(|e| format!("create {}: {e}", dirs.termination_log.display()))?;
         let pipe = || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"));
         let (out_r, out_w) = pipe()?;
         let (err_r, err_w) = pipe()?;
-        let stdin = self.devnull.try_clone().map_err(|e| format!("dup /dev/null: {e}"))?;
+        let stdin = self
+            .devnull
+            .try_clone()
+            .map_err(|e| format!("dup /dev/null: {e}"))?;
         let stdio = Stdio {
             stdin,
             stdout: out_w,
@@ -561,7 +586,9 @@ impl Shim {
         loop {
             match nix::sys::wait::waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::Exited(pid, code)) => self.exited(pid, code, None),
-                Ok(WaitStatus::Signaled(pid, sig, _)) => self.exited(pid, 128 + sig as i32, Some(sig as i32)),
+                Ok(WaitStatus::Signaled(pid, sig, _)) => {
+                    self.exited(pid, 128 + sig as i32, Some(sig as i32))
+                }
                 Ok(WaitStatus::StillAlive) | Err(_) => break,
                 Ok(_) => {}
             }
@@ -597,7 +624,8 @@ impl Shim {
             .unwrap_or_default();
         if message.is_empty()
             && exit_code != 0
-            && cspec.termination_message_policy == Some(TerminationMessagePolicy::FallbackToLogsOnError)
+            && cspec.termination_message_policy
+                == Some(TerminationMessagePolicy::FallbackToLogsOnError)
         {
             message = tail_message(&self.ctrs[i].tail);
         }
@@ -607,10 +635,15 @@ impl Shim {
             Some(s) => self.say(&format!(
                 "container {name:?} terminated by signal {s} (exit code {exit_code}, {reason})"
             )),
-            None => self.say(&format!("container {name:?} exited with code {exit_code} ({reason})")),
+            None => self.say(&format!(
+                "container {name:?} exited with code {exit_code} ({reason})"
+            )),
         }
         if !message.is_empty() {
-            self.say(&format!("container {name:?} termination message: {}", message.trim_end()));
+            self.say(&format!(
+                "container {name:?} termination message: {}",
+                message.trim_end()
+            ));
         }
         let term = Terminated {
             exit_code,
@@ -670,7 +703,11 @@ impl Shim {
                     p.buf.extend_from_slice(&chunk[..n]);
                     while let Some(pos) = p.buf.iter().position(|b| *b == b'\n') {
                         let line: Vec<u8> = p.buf.drain(..=pos).collect();
-                        emit(&self.ctrs[ctr].name, self.prefix_width, &line[..line.len() - 1]);
+                        emit(
+                            &self.ctrs[ctr].name,
+                            self.prefix_width,
+                            &line[..line.len() - 1],
+                        );
                     }
                     // Very long lines are cut, as the CRI log format does at 16 KiB.
                     if p.buf.len() >= 16 * 1024 {
@@ -751,7 +788,10 @@ impl Shim {
                     .with_context(|| format!("unmount {}", m.display())),
             );
         }
-        for d in [self.spec.root_dir.clone(), self.spec.run_dir.join("containers")] {
+        for d in [
+            self.spec.root_dir.clone(),
+            self.spec.run_dir.join("containers"),
+        ] {
             match fs::remove_dir_all(&d) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => {
                     keep(Err(e).with_context(|| format!("remove {}", d.display())))
@@ -772,7 +812,11 @@ fn children() -> Vec<Pid> {
     if let Ok(tasks) = fs::read_dir("/proc/self/task") {
         for t in tasks.flatten() {
             if let Ok(s) = fs::read_to_string(t.path().join("children")) {
-                out.extend(s.split_whitespace().filter_map(|p| p.parse().ok()).map(Pid::from_raw));
+                out.extend(
+                    s.split_whitespace()
+                        .filter_map(|p| p.parse().ok())
+                        .map(Pid::from_raw),
+                );
             }
         }
     }

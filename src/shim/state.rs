@@ -13,10 +13,14 @@ pub const RESTART_DELAY: Duration = Duration::from_secs(1);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
     /// Not started yet, or waiting for a restart no earlier than `not_before`.
-    Waiting { not_before: Option<Instant> },
+    Waiting {
+        not_before: Option<Instant>,
+    },
     Running,
     /// Exited and will not run again (`exit_code` 128 for a StartError).
-    Done { exit_code: i32 },
+    Done {
+        exit_code: i32,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,10 +84,12 @@ pub fn compute_plan(views: &[View], stopping: bool, now: Instant) -> Plan {
         result: None,
     };
     let wake = |plan: &mut Plan, phase: Phase| {
-        if let Phase::Waiting { not_before: Some(t) } = phase {
-            if t > now {
-                plan.wake = Some(plan.wake.map_or(t, |w: Instant| w.min(t)));
-            }
+        if let Phase::Waiting {
+            not_before: Some(t),
+        } = phase
+            && t > now
+        {
+            plan.wake = Some(plan.wake.map_or(t, |w: Instant| w.min(t)));
         }
     };
     let running = |v: &View| v.phase == Phase::Running;
@@ -175,10 +181,22 @@ mod tests {
         let now = Instant::now();
         let p = compute_plan(&[v(Init, NEW), v(Init, NEW), v(App, NEW)], false, now);
         assert_eq!(p.start, vec![0]);
-        let p = compute_plan(&[v(Init, Phase::Done { exit_code: 0 }), v(Init, NEW), v(App, NEW)], false, now);
+        let p = compute_plan(
+            &[
+                v(Init, Phase::Done { exit_code: 0 }),
+                v(Init, NEW),
+                v(App, NEW),
+            ],
+            false,
+            now,
+        );
         assert_eq!(p.start, vec![1]);
         let done = Phase::Done { exit_code: 0 };
-        let p = compute_plan(&[v(Init, done), v(Sidecar, NEW), v(App, NEW), v(App, NEW)], false, now);
+        let p = compute_plan(
+            &[v(Init, done), v(Sidecar, NEW), v(App, NEW), v(App, NEW)],
+            false,
+            now,
+        );
         assert_eq!(p.start, vec![1, 2, 3]);
         assert_eq!(p.result, None);
     }
@@ -186,7 +204,11 @@ mod tests {
     #[test]
     fn failed_init_ends_the_pod() {
         let now = Instant::now();
-        let p = compute_plan(&[v(Init, Phase::Done { exit_code: 2 }), v(App, NEW)], false, now);
+        let p = compute_plan(
+            &[v(Init, Phase::Done { exit_code: 2 }), v(App, NEW)],
+            false,
+            now,
+        );
         assert_eq!((p.start, p.result), (vec![], Some(1)));
     }
 
@@ -196,18 +218,61 @@ mod tests {
         let later = now + RESTART_DELAY;
         assert_eq!(
             compute_after_exit(App, RestartPolicy::OnFailure, 1, false, now),
-            Phase::Waiting { not_before: Some(later) }
+            Phase::Waiting {
+                not_before: Some(later)
+            }
         );
-        assert_eq!(compute_after_exit(App, RestartPolicy::OnFailure, 0, false, now), Phase::Done { exit_code: 0 });
-        assert_eq!(compute_after_exit(App, RestartPolicy::Always, 0, true, now), Phase::Done { exit_code: 0 });
-        assert_eq!(compute_after_exit(Init, RestartPolicy::Never, 1, false, now), Phase::Done { exit_code: 1 });
-        let p = compute_plan(&[v(App, Phase::Waiting { not_before: Some(later) })], false, now);
+        assert_eq!(
+            compute_after_exit(App, RestartPolicy::OnFailure, 0, false, now),
+            Phase::Done { exit_code: 0 }
+        );
+        assert_eq!(
+            compute_after_exit(App, RestartPolicy::Always, 0, true, now),
+            Phase::Done { exit_code: 0 }
+        );
+        assert_eq!(
+            compute_after_exit(Init, RestartPolicy::Never, 1, false, now),
+            Phase::Done { exit_code: 1 }
+        );
+        let p = compute_plan(
+            &[v(
+                App,
+                Phase::Waiting {
+                    not_before: Some(later),
+                },
+            )],
+            false,
+            now,
+        );
         assert_eq!((p.start.len(), p.wake), (0, Some(later)));
-        let p = compute_plan(&[v(App, Phase::Waiting { not_before: Some(later) })], false, later);
+        let p = compute_plan(
+            &[v(
+                App,
+                Phase::Waiting {
+                    not_before: Some(later),
+                },
+            )],
+            false,
+            later,
+        );
         assert_eq!(p.start, vec![0]);
-        let p = compute_plan(&[v(App, Phase::Done { exit_code: 0 }), v(App, Phase::Done { exit_code: 0 })], false, now);
+        let p = compute_plan(
+            &[
+                v(App, Phase::Done { exit_code: 0 }),
+                v(App, Phase::Done { exit_code: 0 }),
+            ],
+            false,
+            now,
+        );
         assert_eq!(p.result, Some(0));
-        let p = compute_plan(&[v(App, Phase::Done { exit_code: 0 }), v(App, Phase::Done { exit_code: 137 })], false, now);
+        let p = compute_plan(
+            &[
+                v(App, Phase::Done { exit_code: 0 }),
+                v(App, Phase::Done { exit_code: 137 }),
+            ],
+            false,
+            now,
+        );
         assert_eq!(p.result, Some(1));
     }
 
@@ -217,7 +282,11 @@ mod tests {
         let done = Phase::Done { exit_code: 0 };
         let p = compute_plan(&[v(Sidecar, Phase::Running), v(App, done)], false, now);
         assert_eq!((p.stop, p.result), (vec![0], None));
-        let p = compute_plan(&[v(Sidecar, Phase::Running), v(App, Phase::Running)], true, now);
+        let p = compute_plan(
+            &[v(Sidecar, Phase::Running), v(App, Phase::Running)],
+            true,
+            now,
+        );
         assert_eq!((p.start.len(), p.stop.len(), p.result), (0, 0, None));
         let p = compute_plan(&[v(App, NEW)], true, now);
         assert_eq!((p.start.len(), p.result), (0, Some(1)));

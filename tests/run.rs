@@ -1,0 +1,814 @@
+//! `podsup run` against the real kernel, as root: one test per behaviour of the pod sandbox
+//! and its containers. Each test has its own `--root/--run`, a unique pod name, and a leak
+//! check on drop (also after a failed assertion): no mount of the test's directory in our
+//! mount namespace, no process anywhere whose mounts mention it (shim, pause, containers, and
+//! so their namespaces), no pod directory left.
+
+mod common;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{TestDirs, podsup, require_root};
+
+/// One pod test: directories, an image, and the leak check.
+struct PodTest {
+    dirs: TestDirs,
+    image: String,
+}
+
+impl PodTest {
+    fn new(test: &str) -> Option<PodTest> {
+        if !require_root(test) {
+            return None;
+        }
+        let dirs = TestDirs::new();
+        let image = common::busybox_image(&dirs, "busybox-test");
+        Some(PodTest { dirs, image })
+    }
+
+    fn tmp(&self) -> &Path {
+        self.dirs.tmp.path()
+    }
+
+    fn manifest(&self, yaml: &str) -> PathBuf {
+        let path = self.dirs.manifests.join("pod.yaml");
+        std::fs::write(&path, yaml.replace("IMAGE", &self.image)).expect("write manifest");
+        path
+    }
+
+    fn command(&self, manifest: &Path) -> std::process::Command {
+        let mut cmd = podsup();
+        cmd.arg("run")
+            .arg(manifest)
+            .arg("--root")
+            .arg(&self.dirs.root)
+            .arg("--run")
+            .arg(&self.dirs.run)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    }
+
+    /// Runs the pod to its end (at most 60 s) and returns what `podsup run` printed.
+    fn run(&self, yaml: &str) -> Run {
+        let manifest = self.manifest(yaml);
+        let child = self.command(&manifest).spawn().expect("spawn podsup run");
+        Run::wait(child, Duration::from_secs(60))
+    }
+}
+
+struct Run {
+    status: std::process::ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn wait(mut child: Child, limit: Duration) -> Run {
+        let start = Instant::now();
+        loop {
+            if child.try_wait().expect("try_wait").is_some() {
+                break;
+            }
+            if start.elapsed() > limit {
+                let _ = child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = child.wait_with_output().expect("wait podsup run");
+        let run = Run {
+            status,
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        };
+        assert!(
+            start.elapsed() <= limit,
+            "podsup run did not finish in {limit:?}: {run}"
+        );
+        run
+    }
+
+    /// The lines container `name` printed, without the prefix.
+    fn lines_of(&self, name: &str) -> Vec<String> {
+        self.stdout
+            .lines()
+            .filter_map(|l| {
+                let (n, rest) = l.split_once(" | ")?;
+                (n.trim_end() == name).then(|| rest.to_string())
+            })
+            .collect()
+    }
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}\n--- stdout\n{}--- stderr\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Every pid whose mount table mentions `needle` (our shim, pause and containers all do).
+fn processes_mentioning(needle: &str) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let mounts = std::fs::read_to_string(entry.path().join("mountinfo")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(needle) || mounts.contains(needle) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+fn leaks(tmp: &Path) -> Vec<String> {
+    let needle = tmp.display().to_string();
+    let mut problems = Vec::new();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for l in mounts.lines().filter(|l| l.contains(&needle)) {
+        problems.push(format!("mount left: {l}"));
+    }
+    for pid in processes_mentioning(&needle) {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        problems.push(format!("process left: {pid} {}", comm.trim()));
+    }
+    for d in ["run/pods", "root/pods"] {
+        let dir = tmp.join(d);
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for e in entries.flatten() {
+                problems.push(format!("pod directory left: {}", e.path().display()));
+            }
+        }
+    }
+    problems
+}
+
+impl Drop for PodTest {
+    fn drop(&mut self) {
+        let tmp = self.tmp().to_path_buf();
+        // Exits and namespace teardown are asynchronous; give them a moment.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let mut problems = leaks(&tmp);
+        while !problems.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+            problems = leaks(&tmp);
+        }
+        if problems.is_empty() {
+            return;
+        }
+        // Clean up what this test started, then fail.
+        for pid in processes_mentioning(&tmp.display().to_string()) {
+            let _ = std::process::Command::new("kill")
+                .arg("-9")
+                .arg(pid.to_string())
+                .status();
+        }
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        for l in mounts.lines().rev() {
+            if let Some(mp) = l
+                .split(' ')
+                .nth(4)
+                .filter(|m| m.contains(&*tmp.to_string_lossy()))
+            {
+                let _ = std::process::Command::new("umount")
+                    .arg("-l")
+                    .arg(mp)
+                    .status();
+            }
+        }
+        if !std::thread::panicking() {
+            panic!("leak check failed:\n{}", problems.join("\n"));
+        }
+        eprintln!("leak check failed:\n{}", problems.join("\n"));
+    }
+}
+
+fn one_container(name: &str, script: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: IMAGE
+    command: ["sh", "-c", {script:?}]
+"#
+    )
+}
+
+#[test]
+fn hostname_is_the_pod_name() {
+    let Some(t) = PodTest::new("hostname_is_the_pod_name") else {
+        return;
+    };
+    let r = t.run(&one_container(
+        "run-hostname",
+        "hostname; cat /etc/hostname; echo HOSTNAME=$HOSTNAME; grep run-hostname /etc/hosts",
+    ));
+    assert!(r.status.success(), "{r}");
+    let out = r.lines_of("main");
+    assert_eq!(out[0], "run-hostname", "{r}");
+    assert_eq!(out[1], "run-hostname", "{r}");
+    assert_eq!(out[2], "HOSTNAME=run-hostname", "{r}");
+    assert!(out[3].ends_with("run-hostname"), "{r}");
+}
+
+#[test]
+fn spec_hostname_and_host_aliases() {
+    let Some(t) = PodTest::new("spec_hostname_and_host_aliases") else {
+        return;
+    };
+    let r = t.run(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: run-aliases
+spec:
+  restartPolicy: Never
+  hostname: custom-host
+  hostAliases:
+  - ip: "10.1.2.3"
+    hostnames: ["foo.local", "bar.local"]
+  containers:
+  - name: main
+    image: IMAGE
+    command: ["sh", "-c", "hostname; grep foo.local /etc/hosts"]
+"#,
+    );
+    assert!(r.status.success(), "{r}");
+    assert_eq!(
+        r.lines_of("main"),
+        vec!["custom-host", "10.1.2.3\tfoo.local\tbar.local"],
+        "{r}"
+    );
+}
+
+#[test]
+fn containers_talk_over_localhost() {
+    let Some(t) = PodTest::new("containers_talk_over_localhost") else {
+        return;
+    };
+    let r = t.run(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: run-localhost
+spec:
+  restartPolicy: Never
+  containers:
+  - name: server
+    image: IMAGE
+    command: ["sh", "-c", "echo hello-over-loopback | nc -l -p 7777 127.0.0.1"]
+  - name: client
+    image: IMAGE
+    command: ["sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10; do nc 127.0.0.1 7777 && exit 0; sleep 0.3; done; exit 1"]
+"#,
+    );
+    assert!(r.status.success(), "{r}");
+    assert_eq!(r.lines_of("client"), vec!["hello-over-loopback"], "{r}");
+}
+
+#[test]
+fn empty_dir_is_shared_between_containers() {
+    let Some(t) = PodTest::new("empty_dir_is_shared_between_containers") else {
+        return;
+    };
+    let r = t.run(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: run-emptydir
+spec:
+  restartPolicy: Never
+  volumes:
+  - name: disk
+    emptyDir: {}
+  - name: mem
+    emptyDir:
+      medium: Memory
+      sizeLimit: 1Mi
+  initContainers:
+  - name: writer
+    image: IMAGE
+    command: ["sh", "-c", "echo on-disk > /a/f; echo in-memory > /b/f"]
+    volumeMounts:
+    - {name: disk, mountPath: /a}
+    - {name: mem, mountPath: /b}
+  containers:
+  - name: reader
+    image: IMAGE
+    command: ["sh", "-c", "cat /x/f /y/f; grep ' /y ' /proc/mounts | cut -d' ' -f3"]
+    volumeMounts:
+    - {name: disk, mountPath: /x}
+    - {name: mem, mountPath: /y}
+"#,
+    );
+    assert!(r.status.success(), "{r}");
+    assert_eq!(
+        r.lines_of("reader"),
+        vec!["on-disk", "in-memory", "tmpfs"],
+        "{r}"
+    );
+}
+
+#[test]
+fn read_only_host_path_refuses_writes() {
+    let Some(t) = PodTest::new("read_only_host_path_refuses_writes") else {
+        return;
+    };
+    let host = t.tmp().join("hostdata");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("greeting"), "from-the-host\n").unwrap();
+    let yaml = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: run-hostpath
+spec:
+  restartPolicy: Never
+  volumes:
+  - name: h
+    hostPath:
+      path: {}
+      type: Directory
+  containers:
+  - name: main
+    image: IMAGE
+    command: ["sh", "-c", "cat /h/greeting; if touch /h/new 2>/dev/null; then echo writable; else echo refused; fi"]
+    volumeMounts:
+    - name: h
+      mountPath: /h
+      readOnly: true
+"#,
+        host.display()
+    );
+    let r = t.run(&yaml);
+    assert!(r.status.success(), "{r}");
+    assert_eq!(r.lines_of("main"), vec!["from-the-host", "refused"], "{r}");
+    assert!(!host.join("new").exists());
+}
+
+#[test]
+fn host_path_type_is_checked() {
+    let Some(t) = PodTest::new("host_path_type_is_checked") else {
+        return;
+    };
+    let missing = t.tmp().join("does-not-exist");
+    let yaml = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: run-hostpath-type
+spec:
+  restartPolicy: Never
+  volumes:
+  - name: h
+    hostPath:
+      path: {}
+      type: Directory
+  containers:
+  - name: main
+    image: IMAGE
+    command: ["true"]
+    volumeMounts:
+    - {{name: h, mountPath: /h}}
+"#,
+        missing.display()
+    );
+    let r = t.run(&yaml);
+    assert_eq!(r.status.code(), Some(1), "{r}");
+    assert!(
+        r.stderr
+            .contains("container \"main\": volume \"h\": hostPath"),
+        "{r}"
+    );
+    assert!(
+        r.stderr.contains("no such file or directory") || r.stderr.contains("not found"),
+        "{r}"
+    );
+}
+
+#[test]
+fn run_as_user_1000() {
+    let Some(t) = PodTest::new("run_as_user_1000") else {
+        return;
+    };
+    let r = t.run(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: run-user
+spec:
+  restartPolicy: Never
+  securityContext:
+    supplementalGroups: [3000]
+  containers:
+  - name: main
+    image: IMAGE
+    command: ["sh", "-c", "id -u; id -g; id -G; grep CapEff /proc/self/status"]
+    securityContext:
+      runAsUser: 1000
+      runAsGroup: 2000
+"#,
+    );
+    assert!(r.status.success(), "{r}");
+    assert_eq!(
+        r.lines_of("main"),
+        vec!["1000", "2000", "2000 3000", "CapEff:\t0000000000000000"],
+        "{r}"
+    );
+}
+
+#[test]
+fn capabilities_default_set_and_drop() {
+    let Some(t) = PodTest::new("capabilities_default_set_and_drop") else {
+        return;
+    };
+    let r = t.run(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: run-caps
+spec:
+  restartPolicy: Never
+  containers:
+  - name: default
+    image: IMAGE
+    command: ["sh", "-c", "grep -E 'CapEff|CapBnd|NoNewPrivs' /proc/self/status"]
+  - name: dropped
+    image: IMAGE
+    command: ["sh", "-c", "grep CapEff /proc/self/status"]
+    securityContext:
+      capabilities:
+        drop: ["NET_RAW", "CHOWN"]
+        add: ["NET_ADMIN"]
+"#,
+    );
+    assert!(r.status.success(), "{r}");
+    // Docker's default set: 0xa80425fb.
+    assert_eq!(
+        r.lines_of("default"),
+        vec![
+            "CapEff:\t00000000a80425fb",
+            "CapBnd:\t00000000a80425fb",
+            "NoNewPrivs:\t1"
+        ],
+        "{r}"
+    );
+    // - NET_RAW (bit 13) - CHOWN (bit 0) + NET_ADMIN (bit 12)
+    assert_eq!(
+        r.lines_of("dropped"),
+        vec!["CapEff:\t00000000a80415fa"],
+        "{r}"
+    );
+}
+
+#[test]
+fn sys_is_read_only_and_proc_is_masked() {
+    let Some(t) = PodTest::new("sys_is_read_only_and_proc_is_masked") else {
+        return;
+    };
+    let r = t.run(&one_container(
+        "run-sys",
+        "grep ' /sys ' /proc/mounts | cut -d' ' -f4 | cut -d, -f1; \
+         if touch /sys/kernel/x 2>/dev/null; then echo sys-writable; else echo sys-refused; fi; \
+         if (echo 1 > /proc/sys/kernel/domainname) 2>/dev/null; then echo procsys-writable; else echo procsys-refused; fi; \
+         wc -c < /proc/timer_list",
+    ));
+    assert!(r.status.success(), "{r}");
+    assert_eq!(
+        r.lines_of("main"),
+        vec!["ro", "sys-refused", "procsys-refused", "0"],
+        "{r}"
+    );
+}
+
+#[test]
+fn read_only_root_filesystem() {
+    let Some(t) = PodTest::new("read_only_root_filesystem") else {
+        return;
+    };
+    let r = t.run(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: run-rofs
+spec:
+  restartPolicy: Never
+  volumes:
+  - name: scratch
+    emptyDir: {}
+  containers:
+  - name: ro
+    image: IMAGE
+    command: ["sh", "-c", "if touch /x 2>/dev/null; then echo root-writable; else echo root-refused; fi; touch /scratch/ok && echo volume-writable; echo dev-ok > /dev/shm/f && cat /dev/shm/f"]
+    securityContext:
+      readOnlyRootFilesystem: true
+    volumeMounts:
+    - {name: scratch, mountPath: /scratch}
+  - name: rw
+    image: IMAGE
+    command: ["sh", "-c", "touch /x && echo root-writable"]
+"#,
+    );
+    assert!(r.status.success(), "{r}");
+    assert_eq!(
+        r.lines_of("ro"),
+        vec!["root-refused", "volume-writable", "dev-ok"],
+        "{r}"
+    );
+    assert_eq!(r.lines_of("rw"), vec!["root-writable"], "{r}");
+}
+
+#[test]
+fn env_var_expansion_and_field_refs() {
+    let Some(t) = PodTest::new("env_var_expansion_and_field_refs") else {
+        return;
+    };
+    let r = t.run(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: run-env
+  labels:
+    app: shop
+spec:
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: IMAGE
+    env:
+    - name: GREETING
+      value: hello
+    - name: MESSAGE
+      value: "$(GREETING) world $(UNDEFINED) $$(GREETING)"
+    - name: POD_NAME
+      valueFrom:
+        fieldRef:
+          fieldPath: metadata.name
+    - name: APP
+      valueFrom:
+        fieldRef:
+          fieldPath: metadata.labels['app']
+    command: ["echo", "$(MESSAGE)", "from", "$(POD_NAME)/$(APP)"]
+"#,
+    );
+    assert!(r.status.success(), "{r}");
+    assert_eq!(
+        r.lines_of("main"),
+        vec!["hello world $(UNDEFINED) $(GREETING) from run-env/shop"],
+        "{r}"
+    );
+}
+
+#[test]
+fn private_pid_namespace_per_container() {
+    let Some(t) = PodTest::new("private_pid_namespace_per_container") else {
+        return;
+    };
+    let r = t.run(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: run-pid-private
+spec:
+  restartPolicy: Never
+  containers:
+  - name: sleeper
+    image: IMAGE
+    command: ["sleep", "2"]
+  - name: looker
+    image: IMAGE
+    command: ["sh", "-c", "sleep 0.5; echo pid=$$$$; ps -o args | grep -c '^sleep 2$' || true"]
+"#,
+    );
+    assert!(r.status.success(), "{r}");
+    assert_eq!(r.lines_of("looker"), vec!["pid=1", "0"], "{r}");
+}
+
+#[test]
+fn shared_pid_namespace() {
+    let Some(t) = PodTest::new("shared_pid_namespace") else {
+        return;
+    };
+    let r = t.run(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: run-pid-shared
+spec:
+  restartPolicy: Never
+  shareProcessNamespace: true
+  containers:
+  - name: sleeper
+    image: IMAGE
+    command: ["sleep", "2"]
+  - name: looker
+    image: IMAGE
+    command: ["sh", "-c", "sleep 0.5; cat /proc/1/comm; ps -o args | grep -c '^sleep 2$'"]
+"#,
+    );
+    assert!(r.status.success(), "{r}");
+    assert_eq!(r.lines_of("looker"), vec!["podsup-pause", "1"], "{r}");
+}
+
+#[test]
+fn missing_binary_is_a_start_error() {
+    let Some(t) = PodTest::new("missing_binary_is_a_start_error") else {
+        return;
+    };
+    let r = t.run(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: run-missing
+spec:
+  restartPolicy: Never
+  containers:
+  - name: web
+    image: IMAGE
+    command: ["/bin/nginx"]
+  - name: bare
+    image: IMAGE
+    command: ["nginx"]
+"#,
+    );
+    assert_eq!(r.status.code(), Some(1), "{r}");
+    assert!(
+        r.stderr
+            .contains(r#"container "web": exec "/bin/nginx": no such file or directory"#),
+        "{r}"
+    );
+    assert!(
+        r.stderr
+            .contains(r#"container "bare": exec "nginx": executable file not found in $PATH"#),
+        "{r}"
+    );
+}
+
+#[test]
+fn init_containers_in_order_and_restart_on_failure() {
+    let Some(t) = PodTest::new("init_containers_in_order_and_restart_on_failure") else {
+        return;
+    };
+    let r = t.run(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: run-restart
+spec:
+  restartPolicy: OnFailure
+  volumes:
+  - name: state
+    emptyDir: {}
+  initContainers:
+  - name: first
+    image: IMAGE
+    command: ["sh", "-c", "echo 1 >> /s/order"]
+    volumeMounts: [{name: state, mountPath: /s}]
+  - name: second
+    image: IMAGE
+    command: ["sh", "-c", "echo 2 >> /s/order"]
+    volumeMounts: [{name: state, mountPath: /s}]
+  containers:
+  - name: app
+    image: IMAGE
+    command: ["sh", "-c", "if [ -e /s/tried ]; then cat /s/order; echo second-try; else touch /s/tried; echo failing; exit 3; fi"]
+    volumeMounts: [{name: state, mountPath: /s}]
+"#,
+    );
+    assert!(r.status.success(), "{r}");
+    assert_eq!(
+        r.lines_of("app"),
+        vec!["failing", "1", "2", "second-try"],
+        "{r}"
+    );
+    assert!(
+        r.stderr.contains("container \"app\" exited with code 3"),
+        "{r}"
+    );
+}
+
+#[test]
+fn failing_container_fails_the_pod_with_its_termination_message() {
+    let Some(t) = PodTest::new("failing_container_fails_the_pod_with_its_termination_message")
+    else {
+        return;
+    };
+    let r = t.run(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: run-fail
+spec:
+  restartPolicy: Never
+  containers:
+  - name: file
+    image: IMAGE
+    command: ["sh", "-c", "echo disk full > /dev/termination-log; exit 2"]
+  - name: logs
+    image: IMAGE
+    terminationMessagePolicy: FallbackToLogsOnError
+    command: ["sh", "-c", "echo last words; exit 1"]
+"#,
+    );
+    assert_eq!(r.status.code(), Some(1), "{r}");
+    assert!(
+        r.stderr
+            .contains("container \"file\" termination message: disk full"),
+        "{r}"
+    );
+    assert!(
+        r.stderr
+            .contains("container \"logs\" termination message: last words"),
+        "{r}"
+    );
+}
+
+#[test]
+fn ctrl_c_stops_the_pod_and_leaves_nothing() {
+    let Some(t) = PodTest::new("ctrl_c_stops_the_pod_and_leaves_nothing") else {
+        return;
+    };
+    let manifest = t.manifest(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: run-ctrl-c
+spec:
+  terminationGracePeriodSeconds: 3
+  shareProcessNamespace: false
+  volumes:
+  - name: mem
+    emptyDir: {medium: Memory}
+  containers:
+  - name: polite
+    image: IMAGE
+    command: ["sh", "-c", "trap 'echo got-term; exit 0' TERM; echo ready; while true; do sleep 0.1; done"]
+    volumeMounts: [{name: mem, mountPath: /m}]
+  - name: stubborn
+    image: IMAGE
+    command: ["sleep", "1000"]
+"#,
+    );
+    let mut child = t.command(&manifest).spawn().expect("spawn podsup run");
+    // Wait for the first output line, then press "Ctrl-C".
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    while !String::from_utf8_lossy(&seen).contains("ready") {
+        let n = stdout.read(&mut buf).expect("read output");
+        assert!(
+            n > 0,
+            "podsup run ended early: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let pid = child.id().to_string();
+    let start = Instant::now();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    stdout.read_to_end(&mut seen).unwrap();
+    let r = Run::wait(child, Duration::from_secs(20));
+    let elapsed = start.elapsed();
+    let out = String::from_utf8_lossy(&seen).into_owned();
+    assert!(out.contains("polite   | got-term"), "{out}\n{r}");
+    // `sleep` as PID 1 of its namespace ignores SIGTERM: SIGKILL after the grace period.
+    assert!(
+        r.stderr
+            .contains("container \"stubborn\" terminated by signal 9"),
+        "{r}"
+    );
+    assert!(
+        elapsed >= Duration::from_secs(2),
+        "grace period not honoured: {elapsed:?}"
+    );
+    assert_eq!(r.status.code(), Some(1), "{r}");
+}
