@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod container;
+pub mod image;
 pub mod manifest;
 pub mod model;
 pub mod shim;

@@ -25,7 +25,7 @@ impl PodTest {
             return None;
         }
         let dirs = TestDirs::new();
-        let image = common::busybox_image(&dirs, "busybox-test");
+        let image = common::busybox_image(&dirs, "busybox-test", &[]);
         Some(PodTest { dirs, image })
     }
 
@@ -811,4 +811,107 @@ spec:
         "grace period not honoured: {elapsed:?}"
     );
     assert_eq!(r.status.code(), Some(1), "{r}");
+}
+
+#[test]
+fn image_config_is_combined_with_the_manifest() {
+    let Some(t) = PodTest::new("image_config_is_combined_with_the_manifest") else {
+        return;
+    };
+    let img = common::busybox_image(
+        &t.dirs,
+        "example.com/cfg:v1",
+        &[
+            "--env",
+            "FROM_IMG=img",
+            "--env",
+            "OVERRIDE=img",
+            "--entrypoint",
+            r#"["/bin/sh","-c"]"#,
+            "--cmd",
+            r#"["echo default-cmd"]"#,
+            "--workdir",
+            "/work/dir",
+            "--user",
+            "nobody",
+        ],
+    );
+    let r = t.run(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: run-imgcfg
+spec:
+  restartPolicy: Never
+  containers:
+  - name: defaults
+    image: {img}
+  - name: args
+    image: {img}
+    env:
+    - {{name: OVERRIDE, value: manifest}}
+    args: ["echo $FROM_IMG $OVERRIDE; pwd; id -u; echo $HOME"]
+  - name: root
+    image: {img}
+    command: ["id", "-u"]
+    securityContext:
+      runAsUser: 0
+"#
+    ));
+    assert!(r.status.success(), "{r}");
+    assert_eq!(r.lines_of("defaults"), vec!["default-cmd"], "{r}");
+    assert_eq!(
+        r.lines_of("args"),
+        vec!["img manifest", "/work/dir", "65534", "/"],
+        "{r}"
+    );
+    assert_eq!(r.lines_of("root"), vec!["0"], "{r}");
+}
+
+#[test]
+fn image_in_use_cannot_be_removed() {
+    let Some(t) = PodTest::new("image_in_use_cannot_be_removed") else {
+        return;
+    };
+    let manifest = t.manifest(&one_container(
+        "run-inuse",
+        "trap 'exit 0' TERM; echo ready; sleep 30 & wait",
+    ));
+    let mut child = t.command(&manifest).spawn().expect("spawn podsup run");
+    let mut stdout = child.stdout.take().unwrap();
+    let mut buf = [0u8; 64];
+    let n = stdout.read(&mut buf).expect("read output");
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("ready"));
+    let rm = podsup()
+        .args(["image", "rm", &t.image, "--root"])
+        .arg(&t.dirs.root)
+        .arg("--run")
+        .arg(&t.dirs.run)
+        .output()
+        .unwrap();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let r = Run::wait(child, Duration::from_secs(40));
+    assert!(
+        !rm.status.success(),
+        "image rm of a running pod's image succeeded: {r}"
+    );
+    assert!(
+        String::from_utf8_lossy(&rm.stderr).contains("in use"),
+        "{rm:?}"
+    );
+}
+
+#[test]
+fn unknown_image_is_refused_before_anything_starts() {
+    let Some(t) = PodTest::new("unknown_image_is_refused_before_anything_starts") else {
+        return;
+    };
+    let r = t.run(&one_container("run-noimage", "true").replace("IMAGE", "nosuch/image:v9"));
+    assert_eq!(r.status.code(), Some(1), "{r}");
+    assert!(
+        r.stderr.contains("image \"nosuch/image:v9\" not found"),
+        "{r}"
+    );
 }

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod image;
 mod run;
 mod shim;
 mod validate;
@@ -51,6 +52,10 @@ pub enum Command {
     /// The pod's infra process (internal)
     #[command(hide = true)]
     Shim(shim::Args),
+    /// Manage the local image store: import, ls, rm
+    ///
+    /// Images live under --root (default /var/lib/podsup). See docs/images.md.
+    Image(image::Args),
 }
 
 /// How a verb failed. `main` turns this into a message and an exit code.
@@ -77,6 +82,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Validate(args) => validate::run(args),
         Command::Run(args) => run::run(args),
         Command::Shim(args) => shim::run(args),
+        Command::Image(args) => image::run(args),
     }
 }
 

@@ -17,6 +17,7 @@ use nix::unistd::Pid;
 
 use super::{CliResult, Failure};
 use crate::container::ImageInfo;
+use crate::image::{ImageError, Store};
 use crate::manifest;
 use crate::model::Pod;
 use crate::shim::ShimSpec;
@@ -42,25 +43,34 @@ fn new_uid() -> anyhow::Result<String> {
     Ok(uid.trim().to_string())
 }
 
-/// Resolves every container's image. Until the image store lands, `image:` may name a
-/// root-filesystem directory by absolute path (the test seam); the store replaces this.
-fn resolve_images(_root: &Path, pod: &Pod) -> Result<BTreeMap<String, ImageInfo>, String> {
+/// Resolves every container's image through the local store (no pulls yet: an image that
+/// is not in the store is an error that says how to import it).
+fn resolve_images(root: &Path, pod: &Pod) -> Result<BTreeMap<String, ImageInfo>, String> {
+    let store = Store::open(root).map_err(|e| e.to_string())?;
     let mut out = BTreeMap::new();
     for (_, c) in pod.spec.all_containers() {
-        let p = Path::new(&c.image);
-        if !p.is_absolute() || !p.is_dir() {
-            return Err(format!(
-                "container {:?}: image {:?}: not found (import it with `podsup image import`)",
-                c.name, c.image
-            ));
-        }
+        let img = store.resolve(&c.image).map_err(|e| match e {
+            ImageError::NotFound { .. } => format!(
+                "container {:?}: image {:?} not found in {} (add it with `podsup image import`)",
+                c.name,
+                c.image,
+                store.dir().display()
+            ),
+            e => format!("container {:?}: {e}", c.name),
+        })?;
+        let cfg = img.config;
         out.insert(
             c.name.clone(),
             ImageInfo {
-                name: c.image.clone(),
-                id: format!("dir:{}", c.image),
-                layers: vec![p.to_path_buf()],
-                ..Default::default()
+                name: img.name,
+                id: img.id,
+                layers: img.layers,
+                env: cfg.env,
+                entrypoint: cfg.entrypoint,
+                cmd: cfg.cmd,
+                working_dir: cfg.working_dir,
+                user: cfg.user,
+                stop_signal: cfg.stop_signal,
             },
         );
     }

@@ -108,11 +108,28 @@ pub fn busybox_rootfs(dir: &Path) {
     std::fs::write(dir.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").expect("group");
 }
 
-/// An image with a busybox root filesystem for `podsup run`, returned as the `image:` to
-/// write in a manifest. Until the image store lands on this branch, the runtime accepts a
-/// root-filesystem directory by absolute path; then this becomes `podsup image import`.
-pub fn busybox_image(dirs: &TestDirs, _name: &str) -> String {
-    let rootfs = dirs.tmp.path().join("busybox-rootfs");
+/// Imports a busybox root filesystem into the test's store as `name` (plus `extra` import
+/// flags, e.g. `--env K=V`) and returns the name to write as `image:` in a manifest.
+pub fn busybox_image(dirs: &TestDirs, name: &str, extra: &[&str]) -> String {
+    let rootfs = dirs
+        .tmp
+        .path()
+        .join(format!("rootfs-{}", name.replace(['/', ':'], "_")));
     busybox_rootfs(&rootfs);
-    rootfs.display().to_string()
+    let out = podsup()
+        .args(["image", "import"])
+        .arg(&rootfs)
+        .arg(name)
+        .args(extra)
+        .arg("--root")
+        .arg(&dirs.root)
+        .output()
+        .expect("run podsup image import");
+    assert!(
+        out.status.success(),
+        "podsup image import failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    name.to_string()
 }
