@@ -307,9 +307,11 @@ fn load_doc(name: &str, doc: &Node) -> Result<Pod, Vec<Diagnostic>> {
                     break;
                 }
                 let message = match &e.kind {
-                    de::DeErrorKind::UnknownField { field, owner, expected } => {
-                        fields::unknown_field_message(owner, field, expected)
-                    }
+                    de::DeErrorKind::UnknownField {
+                        field,
+                        owner,
+                        expected,
+                    } => fields::unknown_field_message(owner, field, expected),
                     _ => e.to_string(),
                 };
                 errors.push(diag(e.pos.unwrap_or(doc.pos), &path, message));

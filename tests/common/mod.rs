@@ -43,7 +43,10 @@ pub struct TestDirs {
 
 impl TestDirs {
     pub fn new() -> TestDirs {
-        let tmp = tempfile::Builder::new().prefix("podsup-test-").tempdir().expect("tempdir");
+        let tmp = tempfile::Builder::new()
+            .prefix("podsup-test-")
+            .tempdir()
+            .expect("tempdir");
         let mk = |name: &str| {
             let p = tmp.path().join(name);
             std::fs::create_dir_all(&p).expect("mkdir");
@@ -84,7 +87,10 @@ pub fn busybox_rootfs(dir: &Path) {
     let out = Command::new(bb).arg("--list").output().unwrap_or_else(|e| {
         panic!("{BUSYBOX}: {e} (install busybox-static: apt-get install -y busybox-static)")
     });
-    for d in ["bin", "sbin", "usr/bin", "usr/sbin", "etc", "tmp", "proc", "sys", "dev", "root", "home", "var"] {
+    for d in [
+        "bin", "sbin", "usr/bin", "usr/sbin", "etc", "tmp", "proc", "sys", "dev", "root", "home",
+        "var",
+    ] {
         std::fs::create_dir_all(dir.join(d)).expect("mkdir rootfs");
     }
     std::fs::copy(bb, dir.join("bin/busybox")).expect("copy busybox");
@@ -94,7 +100,10 @@ pub fn busybox_rootfs(dir: &Path) {
         }
         let _ = symlink("busybox", dir.join("bin").join(applet));
     }
-    std::fs::write(dir.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n")
-        .expect("passwd");
+    std::fs::write(
+        dir.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+    )
+    .expect("passwd");
     std::fs::write(dir.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").expect("group");
 }
