@@ -538,8 +538,11 @@ mod doc_table {
     pub fn table() -> String {
         let mut out = String::new();
         for (name, supported) in structs() {
-            out.push_str(&format!("\n### {name}\n\n| field | podsup |\n| --- | --- |\n"));
-            let k8s = k8s_fields(name).unwrap_or_else(|| panic!("no Kubernetes field list for {name}"));
+            out.push_str(&format!(
+                "\n### {name}\n\n| field | podsup |\n| --- | --- |\n"
+            ));
+            let k8s =
+                k8s_fields(name).unwrap_or_else(|| panic!("no Kubernetes field list for {name}"));
             for f in k8s {
                 let status = if supported.contains(f) {
                     "supported".to_string()
@@ -558,27 +561,37 @@ mod doc_table {
     #[test]
     fn every_model_field_is_a_kubernetes_field() {
         for (name, supported) in structs() {
-            let k8s = k8s_fields(name).unwrap_or_else(|| panic!("no Kubernetes field list for {name}"));
+            let k8s =
+                k8s_fields(name).unwrap_or_else(|| panic!("no Kubernetes field list for {name}"));
             for f in supported {
                 assert!(k8s.contains(f), "{name}.{f} is not in Kubernetes' list");
             }
         }
     }
 
-    const BEGIN: &str = "<!-- fields:begin (generated: PODSUP_BLESS=1 cargo test --lib doc_table) -->";
+    const BEGIN: &str =
+        "<!-- fields:begin (generated: PODSUP_BLESS=1 cargo test --lib doc_table) -->";
     const END: &str = "<!-- fields:end -->";
 
     #[test]
     fn docs_manifests_md_matches_the_code() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/manifests.md");
         let doc = std::fs::read_to_string(path).expect("docs/manifests.md");
-        let (head, rest) = doc.split_once(BEGIN).expect("begin marker in docs/manifests.md");
-        let (current, tail) = rest.split_once(END).expect("end marker in docs/manifests.md");
+        let (head, rest) = doc
+            .split_once(BEGIN)
+            .expect("begin marker in docs/manifests.md");
+        let (current, tail) = rest
+            .split_once(END)
+            .expect("end marker in docs/manifests.md");
         let want = table();
         if std::env::var_os("PODSUP_BLESS").is_some() {
             std::fs::write(path, format!("{head}{BEGIN}\n{want}\n{END}{tail}")).unwrap();
             return;
         }
-        assert_eq!(current.trim(), want.trim(), "docs/manifests.md is out of date: run PODSUP_BLESS=1 cargo test --lib doc_table");
+        assert_eq!(
+            current.trim(),
+            want.trim(),
+            "docs/manifests.md is out of date: run PODSUP_BLESS=1 cargo test --lib doc_table"
+        );
     }
 }
