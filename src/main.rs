@@ -8,8 +8,6 @@ use clap::Parser;
 use podsup::cli::{self, Cli, Failure};
 
 fn main() -> ExitCode {
-    // Rust sets SIGPIPE to SIG_IGN; a CLI whose output goes into `head` must end quietly
-    // instead. Broken pipes are also handled as a normal end in `cli::out`.
     let cli = Cli::parse();
     cli::init_logging(cli.verbose);
     match cli::run(cli) {
@@ -20,6 +18,7 @@ fn main() -> ExitCode {
             }
             ExitCode::from(1)
         }
+        Err(Failure::BrokenPipe) => ExitCode::SUCCESS,
         Err(Failure::Internal(err)) => {
             eprintln!("podsup: {err:#}");
             ExitCode::from(3)

@@ -66,6 +66,8 @@ pub enum Failure {
     User(String),
     /// Something broke that the user did not cause: exit code 3.
     Internal(anyhow::Error),
+    /// The reader of our output went away (`podsup ... | head`): a normal end, exit code 0.
+    BrokenPipe,
 }
 
 impl From<anyhow::Error> for Failure {
@@ -109,7 +111,7 @@ pub(crate) fn out(text: &str) -> Result<(), Failure> {
         .and_then(|()| stdout.flush())
     {
         Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Err(Failure::BrokenPipe),
         Err(e) => Err(Failure::Internal(
             anyhow::Error::new(e).context("write to stdout"),
         )),

@@ -224,6 +224,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de> {
                 value: None,
                 path: &self.path,
                 owner: "",
+                fields: &[],
             }),
         };
         r.map_err(|e| e.at(pos, &path))
@@ -350,7 +351,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de> {
     fn deserialize_struct<V: Visitor<'de>>(
         self,
         name: &'static str,
-        _fields: &'static [&'static str],
+        fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, DeError> {
         let pos = self.node.pos;
@@ -366,6 +367,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de> {
                 value: None,
                 path: &self.path,
                 owner: name,
+                fields,
             })
             .map_err(|e| e.at(pos, &self.path))
     }
@@ -421,6 +423,17 @@ struct MapDe<'a, 'p> {
     value: Option<(&'a Node, String)>,
     path: &'p str,
     owner: &'static str,
+    fields: &'static [&'static str],
+}
+
+/// True for `null`, `{}` and `[]`.
+fn is_empty_value(n: &Node) -> bool {
+    match &n.kind {
+        NodeKind::Scalar(Scalar::Null) => true,
+        NodeKind::Seq(items) => items.is_empty(),
+        NodeKind::Map(entries) => entries.is_empty(),
+        NodeKind::Scalar(_) => false,
+    }
 }
 
 impl<'de> MapAccess<'de> for MapDe<'de, '_> {
@@ -429,8 +442,20 @@ impl<'de> MapAccess<'de> for MapDe<'de, '_> {
         &mut self,
         seed: K,
     ) -> Result<Option<K::Value>, DeError> {
-        let Some((k, v)) = self.entries.next() else {
-            return Ok(None);
+        let (k, v) = loop {
+            let Some((k, v)) = self.entries.next() else {
+                return Ok(None);
+            };
+            // `kubectl ... -o yaml` writes `creationTimestamp: null` and `status: {}`: a
+            // Kubernetes field podsup does not model, left empty, says nothing to ignore.
+            let key = k.as_str().unwrap_or_default();
+            let skip = !self.owner.is_empty()
+                && is_empty_value(v)
+                && !self.fields.contains(&key)
+                && super::fields::k8s_fields(self.owner).is_some_and(|f| f.contains(&key));
+            if !skip {
+                break (k, v);
+            }
         };
         let key = k.as_str().unwrap_or_default();
         // Map keys of string maps (labels) are part of the path as ['key'], struct fields as .key

@@ -444,3 +444,154 @@ mod tests {
         }
     }
 }
+
+/// The supported-fields table of docs/manifests.md, generated from the model and the tables
+/// above; a test keeps the document equal to it.
+#[cfg(test)]
+mod doc_table {
+    use super::*;
+    use crate::model::*;
+    use serde::Deserialize;
+    use serde::de::{self, Visitor};
+    use std::cell::Cell;
+
+    /// A deserializer that only records which struct serde asked for and its fields.
+    struct Capture<'a>(&'a Cell<Option<(&'static str, &'static [&'static str])>>);
+
+    #[derive(Debug)]
+    struct Stop;
+    impl std::fmt::Display for Stop {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("stop")
+        }
+    }
+    impl std::error::Error for Stop {}
+    impl de::Error for Stop {
+        fn custom<T: std::fmt::Display>(_: T) -> Self {
+            Stop
+        }
+    }
+
+    impl<'de> de::Deserializer<'de> for Capture<'_> {
+        type Error = Stop;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
+            Err(Stop)
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            name: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Stop> {
+            self.0.set(Some((name, fields)));
+            Err(Stop)
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+            bytes byte_buf option unit unit_struct newtype_struct seq tuple
+            tuple_struct map enum identifier ignored_any
+        }
+    }
+
+    fn fields_of<'de, T: Deserialize<'de>>() -> (&'static str, &'static [&'static str]) {
+        let cell = Cell::new(None);
+        let _ = T::deserialize(Capture(&cell));
+        cell.get().expect("a struct")
+    }
+
+    fn structs() -> Vec<(&'static str, &'static [&'static str])> {
+        vec![
+            fields_of::<Pod>(),
+            fields_of::<ObjectMeta>(),
+            fields_of::<PodSpec>(),
+            fields_of::<Container>(),
+            fields_of::<Volume>(),
+            fields_of::<EmptyDirVolumeSource>(),
+            fields_of::<HostPathVolumeSource>(),
+            fields_of::<PodSecurityContext>(),
+            fields_of::<SecurityContext>(),
+            fields_of::<SeccompProfile>(),
+            fields_of::<Capabilities>(),
+            fields_of::<EnvVar>(),
+            fields_of::<EnvVarSource>(),
+            fields_of::<ObjectFieldSelector>(),
+            fields_of::<ContainerPort>(),
+            fields_of::<ResourceRequirements>(),
+            fields_of::<VolumeMount>(),
+            fields_of::<Probe>(),
+            fields_of::<ExecAction>(),
+            fields_of::<HttpGetAction>(),
+            fields_of::<HttpHeader>(),
+            fields_of::<TcpSocketAction>(),
+            fields_of::<Lifecycle>(),
+            fields_of::<LifecycleHandler>(),
+            fields_of::<SleepAction>(),
+            fields_of::<PodDnsConfig>(),
+            fields_of::<PodDnsConfigOption>(),
+            fields_of::<HostAlias>(),
+            fields_of::<PodOs>(),
+            fields_of::<ContainerRestartRule>(),
+            fields_of::<ContainerRestartRuleOnExitCodes>(),
+        ]
+    }
+
+    pub fn table() -> String {
+        let mut out = String::new();
+        for (name, supported) in structs() {
+            out.push_str(&format!(
+                "\n### {name}\n\n| field | podsup |\n| --- | --- |\n"
+            ));
+            let k8s =
+                k8s_fields(name).unwrap_or_else(|| panic!("no Kubernetes field list for {name}"));
+            for f in k8s {
+                let status = if supported.contains(f) {
+                    "supported".to_string()
+                } else {
+                    match hint(name, f) {
+                        Some(h) => format!("refused: {h}"),
+                        None => "refused: not supported by podsup".to_string(),
+                    }
+                };
+                out.push_str(&format!("| `{f}` | {status} |\n"));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_model_field_is_a_kubernetes_field() {
+        for (name, supported) in structs() {
+            let k8s =
+                k8s_fields(name).unwrap_or_else(|| panic!("no Kubernetes field list for {name}"));
+            for f in supported {
+                assert!(k8s.contains(f), "{name}.{f} is not in Kubernetes' list");
+            }
+        }
+    }
+
+    const BEGIN: &str =
+        "<!-- fields:begin (generated: PODSUP_BLESS=1 cargo test --lib doc_table) -->";
+    const END: &str = "<!-- fields:end -->";
+
+    #[test]
+    fn docs_manifests_md_matches_the_code() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/manifests.md");
+        let doc = std::fs::read_to_string(path).expect("docs/manifests.md");
+        let (head, rest) = doc
+            .split_once(BEGIN)
+            .expect("begin marker in docs/manifests.md");
+        let (current, tail) = rest
+            .split_once(END)
+            .expect("end marker in docs/manifests.md");
+        let want = table();
+        if std::env::var_os("PODSUP_BLESS").is_some() {
+            std::fs::write(path, format!("{head}{BEGIN}\n{want}\n{END}{tail}")).unwrap();
+            return;
+        }
+        assert_eq!(
+            current.trim(),
+            want.trim(),
+            "docs/manifests.md is out of date: run PODSUP_BLESS=1 cargo test --lib doc_table"
+        );
+    }
+}

@@ -569,11 +569,20 @@ spec:
         let all = load_bytes("t.yaml", text.as_bytes())
             .unwrap_err()
             .to_string();
+        // "image: Required value" would only repeat the typo, so it is not reported.
         assert_eq!(
             all,
-            "t.yaml:8:5: spec.containers[0].image: Required value\n\
-             t.yaml:9:5: spec.containers[0]: unknown field \"imagee\" (did you mean \"image\"?)"
+            "t.yaml:9:5: spec.containers[0]: unknown field \"imagee\" (did you mean \"image\"?)"
         );
+    }
+
+    #[test]
+    fn empty_kubernetes_fields_from_kubectl_are_accepted() {
+        let text =
+            GOOD.replace("metadata:\n", "metadata:\n  creationTimestamp: null\n") + "status: {}\n";
+        assert!(load_bytes("t.yaml", text.as_bytes()).is_ok());
+        let text = GOOD.to_string() + "status:\n  phase: Running\n";
+        assert!(load_bytes("t.yaml", text.as_bytes()).is_err());
     }
 
     #[test]
