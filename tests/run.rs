@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -199,6 +198,45 @@ impl Drop for PodTest {
         }
         eprintln!("leak check failed:\n{}", problems.join("\n"));
     }
+}
+
+/// Reads `podsup run`'s stdout on a thread until a line contains `needle` (at most 20 s;
+/// then the run is killed and the test fails). The receiver yields the lines that follow.
+fn wait_for_line(child: &mut Child, needle: &str) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let stdout = child.stdout.take().expect("stdout piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return rx,
+            Ok(line) => seen.push(line),
+            Err(_) => {
+                let _ = child.kill();
+                let r = Run::wait(
+                    std::mem::replace(child, dummy_child()),
+                    Duration::from_secs(5),
+                );
+                panic!("no line with {needle:?} in time; saw {seen:?}\n{r}");
+            }
+        }
+    }
+}
+
+fn dummy_child() -> Child {
+    std::process::Command::new("true")
+        .spawn()
+        .expect("spawn true")
 }
 
 fn one_container(name: &str, script: &str) -> String {
@@ -773,19 +811,7 @@ spec:
 "#,
     );
     let mut child = t.command(&manifest).spawn().expect("spawn podsup run");
-    // Wait for the first output line, then press "Ctrl-C".
-    let mut stdout = child.stdout.take().unwrap();
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 256];
-    while !String::from_utf8_lossy(&seen).contains("ready") {
-        let n = stdout.read(&mut buf).expect("read output");
-        assert!(
-            n > 0,
-            "podsup run ended early: {}",
-            String::from_utf8_lossy(&seen)
-        );
-        seen.extend_from_slice(&buf[..n]);
-    }
+    let lines = wait_for_line(&mut child, "ready");
     let pid = child.id().to_string();
     let start = Instant::now();
     assert!(
@@ -795,10 +821,10 @@ spec:
             .unwrap()
             .success()
     );
-    stdout.read_to_end(&mut seen).unwrap();
     let r = Run::wait(child, Duration::from_secs(20));
+    let rest: Vec<String> = lines.iter().collect();
     let elapsed = start.elapsed();
-    let out = String::from_utf8_lossy(&seen).into_owned();
+    let out = rest.join("\n");
     assert!(out.contains("polite   | got-term"), "{out}\n{r}");
     // `sleep` as PID 1 of its namespace ignores SIGTERM: SIGKILL after the grace period.
     assert!(
@@ -878,10 +904,7 @@ fn image_in_use_cannot_be_removed() {
         "trap 'exit 0' TERM; echo ready; sleep 30 & wait",
     ));
     let mut child = t.command(&manifest).spawn().expect("spawn podsup run");
-    let mut stdout = child.stdout.take().unwrap();
-    let mut buf = [0u8; 64];
-    let n = stdout.read(&mut buf).expect("read output");
-    assert!(String::from_utf8_lossy(&buf[..n]).contains("ready"));
+    let _lines = wait_for_line(&mut child, "ready");
     let rm = podsup()
         .args(["image", "rm", &t.image, "--root"])
         .arg(&t.dirs.root)
@@ -914,4 +937,91 @@ fn unknown_image_is_refused_before_anything_starts() {
         r.stderr.contains("image \"nosuch/image:v9\" not found"),
         "{r}"
     );
+}
+
+#[test]
+fn symlinks_in_the_image_do_not_reach_the_host() {
+    let Some(t) = PodTest::new("symlinks_in_the_image_do_not_reach_the_host") else {
+        return;
+    };
+    let outside = t.tmp().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let rootfs = t.tmp().join("evil-rootfs");
+    common::busybox_rootfs(&rootfs);
+    std::os::unix::fs::symlink(&outside, rootfs.join("evil")).unwrap();
+    let out = podsup()
+        .args(["image", "import"])
+        .arg(&rootfs)
+        .arg("evil:1")
+        .arg("--root")
+        .arg(&t.dirs.root)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let r = t.run(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: run-evil
+spec:
+  restartPolicy: Never
+  volumes:
+  - name: v
+    emptyDir: {}
+  containers:
+  - name: main
+    image: evil:1
+    command: ["sh", "-c", "echo started"]
+    volumeMounts:
+    - {name: v, mountPath: /evil/sub}
+"#,
+    );
+    // Inside the container, /evil points at a path that does not exist there: the mount
+    // point cannot be made, and nothing is created on the host.
+    assert_eq!(r.status.code(), Some(1), "{r}");
+    assert!(r.stderr.contains("container \"main\": mkdir"), "{r}");
+    let left: Vec<_> = std::fs::read_dir(&outside)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "created on the host: {left:?}");
+}
+
+#[test]
+fn sub_path_through_a_symlink_is_refused() {
+    let Some(t) = PodTest::new("sub_path_through_a_symlink_is_refused") else {
+        return;
+    };
+    let host = t.tmp().join("vol");
+    std::fs::create_dir_all(host.join("ok")).unwrap();
+    std::fs::write(host.join("ok/file"), "inside\n").unwrap();
+    std::os::unix::fs::symlink("/etc", host.join("link")).unwrap();
+    let pod = |sub: &str| {
+        format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: run-subpath
+spec:
+  restartPolicy: Never
+  volumes:
+  - name: v
+    hostPath: {{path: {}}}
+  containers:
+  - name: main
+    image: IMAGE
+    command: ["cat", "/m/file"]
+    volumeMounts:
+    - {{name: v, mountPath: /m, subPath: {sub}}}
+"#,
+            host.display()
+        )
+    };
+    let r = t.run(&pod("ok"));
+    assert!(r.status.success(), "{r}");
+    assert_eq!(r.lines_of("main"), vec!["inside"], "{r}");
+    let r = t.run(&pod("link"));
+    assert_eq!(r.status.code(), Some(1), "{r}");
+    assert!(r.stderr.contains("subPath goes through a symlink"), "{r}");
 }

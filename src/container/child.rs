@@ -8,9 +8,13 @@
 //!    Rust ignores SIGPIPE; both survive `execve`), parent-death signal SIGKILL
 //! 2. `setsid`, stdio onto the container's pipes, every other fd close-on-exec
 //! 3. (cgroups: the next issue joins the container's cgroup here, before any exec)
-//! 4. the root filesystem steps (overlay, /proc, /dev, /sys, /etc files, volumes)
-//! 5. `pivot_root(".", ".")` and a lazy unmount of the old root (runc's trick: no temp dir)
-//! 6. after the pivot: read-only root, masked and read-only /proc paths
+//! 4. `/` made a slave mount, the overlay root mounted
+//! 5. `pivot_root` with the old root on a randomly named directory of the new root
+//! 6. after the pivot, on container paths (so symlinks in the image resolve inside the
+//!    container): /proc, /dev, /sys, /etc files, the termination log, volumes (bind sources
+//!    are fds opened by the parent, mounted from `/proc/self/fd/N`), the read-only root, and
+//!    Docker's masked and read-only /proc paths. The old root stays attached until the last
+//!    bind mount (the kernel binds only from mounts in the caller's namespace), then goes.
 //! 7. `chdir(workingDir)`, `no_new_privs`, bounding set, groups/gid/uid, capability sets
 //! 8. `execve` over each candidate path (a `$PATH` search), or report and `_exit`
 //!
@@ -156,19 +160,49 @@ fn apply_step(step: &Step) -> Result<(), Fail> {
             let fd = unsafe {
                 libc::open(
                     path.as_ptr(),
-                    libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+                    libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
                     0o644,
                 )
             };
             if fd < 0 {
                 let e = errno();
                 // An existing directory or device node is a fine mount point too.
-                if e != libc::EISDIR && e != libc::ENXIO && e != libc::ELOOP {
+                if e != libc::EISDIR && e != libc::ENXIO {
                     return Err((Stage::CreateFile, e, path.as_ptr()));
                 }
             } else {
                 // SAFETY: `fd` was just opened by us.
                 unsafe { libc::close(fd) };
+            }
+            Ok(())
+        }
+        Step::ReopenSource { path, fd } => {
+            // SAFETY: open/fstat/dup3/close on a NUL-terminated path and fds of this process;
+            // `st_old`/`st_new` are locals filled by fstat.
+            unsafe {
+                let new = libc::open(path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC);
+                check(new, Stage::Mount, path)?;
+                let mut st_old: libc::stat = std::mem::zeroed();
+                let mut st_new: libc::stat = std::mem::zeroed();
+                check(libc::fstat(*fd, &mut st_old), Stage::Mount, path)?;
+                check(libc::fstat(new, &mut st_new), Stage::Mount, path)?;
+                if st_old.st_dev != st_new.st_dev || st_old.st_ino != st_new.st_ino {
+                    return Err((Stage::Mount, libc::ESTALE, path.as_ptr()));
+                }
+                check(libc::dup3(new, *fd, libc::O_CLOEXEC), Stage::Mount, path)?;
+                libc::close(new);
+            }
+            Ok(())
+        }
+        Step::DetachOldRoot { path } => {
+            // SAFETY: umount2/rmdir on a NUL-terminated path owned by `Prepared`.
+            unsafe {
+                check(
+                    libc::umount2(path.as_ptr(), libc::MNT_DETACH),
+                    Stage::PivotRoot,
+                    path,
+                )?;
+                check(libc::rmdir(path.as_ptr()), Stage::PivotRoot, path)?;
             }
             Ok(())
         }
@@ -213,19 +247,13 @@ fn apply_step(step: &Step) -> Result<(), Fail> {
 }
 
 fn pivot(p: &Prepared) -> Result<(), Fail> {
-    // SAFETY: chdir/pivot_root/umount2 on NUL-terminated strings; pivot_root(".", ".") stacks
-    // the old root under the new one, and the lazy unmount of "." removes it
-    // (pivot_root(2), "pivot_root(".", ".")").
+    // SAFETY: chdir/pivot_root on NUL-terminated strings owned by `p`. The old root goes to
+    // `p.old_root` (a fresh, randomly named directory in the new root) and stays attached
+    // until the bind mounts from it are done; a later step unmounts and removes it.
     unsafe {
         check(libc::chdir(p.rootfs.as_ptr()), Stage::PivotRoot, &p.rootfs)?;
-        let dot = c".";
-        let rc = libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), dot.as_ptr());
+        let rc = libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), p.old_root.as_ptr());
         check(rc as libc::c_int, Stage::PivotRoot, &p.rootfs)?;
-        check(
-            libc::umount2(dot.as_ptr(), libc::MNT_DETACH),
-            Stage::PivotRoot,
-            c"umount old root",
-        )?;
         check(libc::chdir(c"/".as_ptr()), Stage::PivotRoot, c"/")?;
     }
     Ok(())

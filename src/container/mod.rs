@@ -121,6 +121,17 @@ pub enum Step {
     Mkdir {
         path: CString,
     },
+    /// Lazily unmount the old root after pivot_root and remove its directory.
+    DetachOldRoot {
+        path: CString,
+    },
+    /// Re-open a bind source in the child's own mount namespace onto the fd number the
+    /// parent holds for it (the kernel binds only from mounts of the caller's namespace, and
+    /// the parent's fd points into the parent's). The new open must be the same file.
+    ReopenSource {
+        path: CString,
+        fd: RawFd,
+    },
     Touch {
         path: CString,
     },
@@ -145,6 +156,8 @@ pub enum Step {
 pub struct Prepared {
     pub name: String,
     pub rootfs: CString,
+    /// Where pivot_root puts the old root, relative to the new root.
+    pub old_root: CString,
     pub steps: Vec<Step>,
     pub post_pivot: Vec<Step>,
     pub workdir: CString,
@@ -168,6 +181,8 @@ pub struct Prepared {
     /// The signal that stops this container (image StopSignal or SIGTERM).
     pub stop_signal: nix::sys::signal::Signal,
     pub argv_display: Vec<String>,
+    /// Bind-mount sources; closed in the parent when the start is over.
+    pub source_fds: Vec<OwnedFd>,
 }
 
 fn cstr(what: &str, s: impl AsRef<[u8]>) -> Result<CString, PrepareError> {
@@ -223,20 +238,19 @@ fn mount_step(target: &Path, m: MountSpec<'_>, detail: &str) -> Result<Step, Pre
     })
 }
 
-/// A bind mount of `src` at `target`, made read-only when asked (a bind mount takes its
-/// flags only from a second remount, see mount(2) "MS_BIND").
+/// A bind mount of `src` (a `/proc/self/fd/N` path) at `target`, made read-only when asked
+/// (a bind mount takes its flags only from a second remount, see mount(2) "MS_BIND").
 fn bind(
     steps: &mut Vec<Step>,
-    src: &Path,
+    src: &str,
     target: &Path,
     read_only: bool,
     detail: &str,
 ) -> Result<(), PrepareError> {
-    let src_s = src.to_string_lossy();
     steps.push(mount_step(
         target,
         MountSpec {
-            src: Some(&src_s),
+            src: Some(src),
             fstype: None,
             flags: libc::MS_BIND | libc::MS_REC,
             data: None,
@@ -256,6 +270,64 @@ fn bind(
         )?);
     }
     Ok(())
+}
+
+/// Marks a mount step as allowed to find its target missing.
+fn optional(mut step: Step) -> Step {
+    if let Step::Mount { optional, .. } = &mut step {
+        *optional = true;
+    }
+    step
+}
+
+/// Bind-mount sources, opened in the parent as O_PATH fds that the child inherits and
+/// mounts from `/proc/self/fd/N`: the child resolves no host path after pivot_root.
+#[derive(Default)]
+struct Sources {
+    fds: Vec<OwnedFd>,
+    reopen: Vec<Step>,
+}
+
+impl Sources {
+    /// Opens `path`; with `within`, refuses a path that resolved to outside that directory.
+    /// Returns the `/proc/self/fd/N` path and whether it is a directory.
+    fn open(&mut self, path: &Path, within: Option<&Path>) -> Result<(String, bool), PrepareError> {
+        let io = |what: &'static str, source: std::io::Error| PrepareError::Io {
+            what,
+            path: path.to_path_buf(),
+            source,
+        };
+        let fd = nix::fcntl::open(
+            path,
+            OFlag::O_PATH | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| io("open mount source", e.into()))?;
+        let proc_path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        if let Some(base) = within {
+            let real = std::fs::read_link(&proc_path).map_err(|e| io("resolve mount source", e))?;
+            if !real.starts_with(base) {
+                return Err(io(
+                    "check mount source",
+                    std::io::Error::other(format!(
+                        "resolves to {} outside {}",
+                        real.display(),
+                        base.display()
+                    )),
+                ));
+            }
+        }
+        let st = nix::sys::stat::fstat(&fd).map_err(|e| io("stat mount source", e.into()))?;
+        let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+        // The child re-opens what the parent resolved (no symlink left to follow).
+        let resolved = std::fs::read_link(&proc_path).map_err(|e| io("resolve mount source", e))?;
+        self.reopen.push(Step::ReopenSource {
+            path: cpath(&resolved)?,
+            fd: fd.as_raw_fd(),
+        });
+        self.fds.push(fd);
+        Ok((proc_path, is_dir))
+    }
 }
 
 /// Docker's masked paths: hidden with /dev/null (files) or an empty read-only tmpfs (dirs).
@@ -333,7 +405,11 @@ fn check_host_path(volume: &str, path: &Path, type_: HostPathType) -> Result<(),
 }
 
 /// The source of one volume mount on the host, after subPath.
-fn mount_source(vm: &VolumeMount, sandbox: &Sandbox) -> Result<PathBuf, PrepareError> {
+/// With a subPath, also the volume's real directory, which the source must stay in.
+fn mount_source(
+    vm: &VolumeMount,
+    sandbox: &Sandbox,
+) -> Result<(PathBuf, Option<PathBuf>), PrepareError> {
     let vol = sandbox
         .volumes
         .get(&vm.name)
@@ -348,7 +424,7 @@ fn mount_source(vm: &VolumeMount, sandbox: &Sandbox) -> Result<PathBuf, PrepareE
         }
     };
     let Some(sub) = vm.sub_path.as_deref().filter(|s| !s.is_empty()) else {
-        return Ok(base);
+        return Ok((base, None));
     };
     let bad = |problem: &str| PrepareError::BadPath {
         mount: vm.name.clone(),
@@ -357,26 +433,46 @@ fn mount_source(vm: &VolumeMount, sandbox: &Sandbox) -> Result<PathBuf, PrepareE
     if Path::new(sub).is_absolute() {
         return Err(bad("subPath must be a relative path"));
     }
-    let src = in_root(&base, sub).ok_or_else(|| bad("subPath must not contain \"..\""))?;
-    // The kubelet creates a missing subPath as a directory. Refuse a subPath that leads out
-    // of the volume through a symlink.
-    if !src.exists() {
-        std::fs::create_dir_all(&src).map_err(|source| PrepareError::Io {
-            what: "create subPath",
-            path: src.clone(),
-            source,
-        })?;
-    }
-    let real = src.canonicalize().map_err(|source| PrepareError::Io {
-        what: "resolve subPath",
-        path: src.clone(),
+    // The kubelet creates a missing subPath as a directory. A container may have planted a
+    // symlink in the shared volume: refuse any symlink on the way (stricter than the
+    // kubelet, which allows symlinks that stay inside the volume), and check the opened
+    // source again (Sources::open) against a swap after this walk.
+    let real_base = base.canonicalize().map_err(|source| PrepareError::Io {
+        what: "resolve volume",
+        path: base.clone(),
         source,
     })?;
-    let real_base = base.canonicalize().unwrap_or(base);
-    if !real.starts_with(&real_base) {
-        return Err(bad("subPath leads out of the volume"));
+    let mut cur = real_base.clone();
+    for c in Path::new(sub).components() {
+        let Component::Normal(name) = c else {
+            if c == Component::CurDir {
+                continue;
+            }
+            return Err(bad("subPath must not contain \"..\""));
+        };
+        cur.push(name);
+        match std::fs::symlink_metadata(&cur) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(bad("subPath goes through a symlink"));
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir(&cur).map_err(|source| PrepareError::Io {
+                    what: "create subPath",
+                    path: cur.clone(),
+                    source,
+                })?;
+            }
+            Err(source) => {
+                return Err(PrepareError::Io {
+                    what: "check subPath",
+                    path: cur.clone(),
+                    source,
+                });
+            }
+        }
     }
-    Ok(real)
+    Ok((cur, Some(real_base)))
 }
 
 /// Reads `etc/<name>` from the topmost layer that has it.
@@ -470,9 +566,13 @@ pub fn prepare(
         (c, true)
     };
 
-    // The root filesystem.
+    // The root filesystem. Before pivot_root only the overlay is mounted; everything else is
+    // mounted after it, on container paths, so that symlinks in the image resolve inside the
+    // container's root and never on the host. Bind sources are opened here as O_PATH fds
+    // and mounted from /proc/self/fd/N (runc does the same).
     let r = &dirs.rootfs;
     let mut steps = Vec::new();
+    let mut sources = Sources::default();
     steps.push(mount_step(
         Path::new("/"),
         MountSpec {
@@ -498,7 +598,6 @@ pub fn prepare(
         dirs.upper.display(),
         dirs.work.display()
     );
-    let r_s = r.display().to_string();
     steps.push(mount_step(
         r,
         MountSpec {
@@ -507,18 +606,28 @@ pub fn prepare(
             flags: 0,
             data: Some(&overlay),
         },
-        &format!("overlay root {r_s}"),
+        &format!("overlay root {}", r.display()),
     )?);
+
+    // pivot_root puts the old root here; random, so no symlink in an image can aim at it.
+    let old_root = format!(".podsup-old-root-{}", random_hex());
+    steps.push(Step::Mkdir {
+        path: cpath(&r.join(&old_root))?,
+    });
+
+    // After pivot_root: container paths.
+    let root = Path::new("/");
+    let mut post = Vec::new();
     let nosuid_nodev_noexec = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
     let fs = |steps: &mut Vec<Step>,
               at: &str,
               fstype: &str,
               flags: libc::c_ulong,
               data: Option<&str>| {
-        let target = r.join(&at[1..]);
-        mkdirs(steps, r, &target)?;
+        let target = Path::new(at);
+        mkdirs(steps, root, target)?;
         steps.push(mount_step(
-            &target,
+            target,
             MountSpec {
                 src: Some(fstype),
                 fstype: Some(fstype),
@@ -529,36 +638,32 @@ pub fn prepare(
         )?);
         Ok::<(), PrepareError>(())
     };
-    fs(&mut steps, "/proc", "proc", nosuid_nodev_noexec, None)?;
+    // /proc first: the bind mounts below take their sources from /proc/self/fd.
+    fs(&mut post, "/proc", "proc", nosuid_nodev_noexec, None)?;
     fs(
-        &mut steps,
+        &mut post,
         "/dev",
         "tmpfs",
         libc::MS_NOSUID | libc::MS_STRICTATIME,
         Some("mode=755,size=65536k"),
     )?;
     for dev in ["null", "zero", "full", "random", "urandom", "tty"] {
-        let target = r.join("dev").join(dev);
-        steps.push(Step::Touch {
+        let target = Path::new("/dev").join(dev);
+        post.push(Step::Touch {
             path: cpath(&target)?,
         });
-        bind(
-            &mut steps,
-            &Path::new("/dev").join(dev),
-            &target,
-            false,
-            &format!("/dev/{dev}"),
-        )?;
+        let (src, _) = sources.open(&Path::new("/dev").join(dev), None)?;
+        bind(&mut post, &src, &target, false, &format!("/dev/{dev}"))?;
     }
     fs(
-        &mut steps,
+        &mut post,
         "/dev/pts",
         "devpts",
         libc::MS_NOSUID | libc::MS_NOEXEC,
         Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
     )?;
     fs(
-        &mut steps,
+        &mut post,
         "/dev/mqueue",
         "mqueue",
         nosuid_nodev_noexec,
@@ -572,29 +677,31 @@ pub fn prepare(
         ("/proc/self/fd/2", "stderr"),
         ("/proc/kcore", "core"),
     ] {
-        steps.push(Step::Symlink {
+        post.push(Step::Symlink {
             target: cstr("link", target)?,
-            link: cpath(&r.join("dev").join(link))?,
+            link: cpath(&Path::new("/dev").join(link))?,
         });
     }
-    let shm = r.join("dev/shm");
-    mkdirs(&mut steps, r, &shm)?;
-    bind(&mut steps, &sandbox.shm, &shm, false, "/dev/shm")?;
+    let shm = Path::new("/dev/shm");
+    mkdirs(&mut post, root, shm)?;
+    let (src, _) = sources.open(&sandbox.shm, None)?;
+    bind(&mut post, &src, shm, false, "/dev/shm")?;
     let sys_flags = nosuid_nodev_noexec | if privileged { 0 } else { libc::MS_RDONLY };
-    fs(&mut steps, "/sys", "sysfs", sys_flags, None)?;
+    fs(&mut post, "/sys", "sysfs", sys_flags, None)?;
 
     // /etc files from the sandbox.
-    mkdirs(&mut steps, r, &r.join("etc"))?;
-    for (src, name) in [
+    mkdirs(&mut post, root, Path::new("/etc"))?;
+    for (host, name) in [
         (&sandbox.etc_hostname, "hostname"),
         (&sandbox.etc_hosts, "hosts"),
         (&sandbox.resolv_conf, "resolv.conf"),
     ] {
-        let target = r.join("etc").join(name);
-        steps.push(Step::Touch {
+        let target = Path::new("/etc").join(name);
+        post.push(Step::Touch {
             path: cpath(&target)?,
         });
-        bind(&mut steps, src, &target, false, &format!("/etc/{name}"))?;
+        let (src, _) = sources.open(host, None)?;
+        bind(&mut post, &src, &target, false, &format!("/etc/{name}"))?;
     }
 
     // terminationMessagePath: a host file bound at the path, read back after exit.
@@ -609,46 +716,48 @@ pub fn prepare(
     if !tm_path.starts_with('/') {
         return Err(bad("terminationMessagePath", &tm_path));
     }
-    let tm_target = in_root(r, &tm_path).ok_or_else(|| bad("terminationMessagePath", &tm_path))?;
+    let tm_target =
+        in_root(root, &tm_path).ok_or_else(|| bad("terminationMessagePath", &tm_path))?;
     if let Some(parent) = tm_target.parent() {
-        mkdirs(&mut steps, r, parent)?;
+        mkdirs(&mut post, root, parent)?;
     }
-    steps.push(Step::Touch {
+    post.push(Step::Touch {
         path: cpath(&tm_target)?,
     });
-    bind(
-        &mut steps,
-        &dirs.termination_log,
-        &tm_target,
-        false,
-        &tm_path,
-    )?;
+    let (src, _) = sources.open(&dirs.termination_log, None)?;
+    bind(&mut post, &src, &tm_target, false, &tm_path)?;
 
     // Volumes, in manifest order (a later mount may sit inside an earlier one).
     for vm in &container.volume_mounts {
         if !vm.mount_path.starts_with('/') {
             return Err(bad(&vm.name, &vm.mount_path));
         }
-        let target = in_root(r, &vm.mount_path).ok_or_else(|| bad(&vm.name, &vm.mount_path))?;
-        let src = mount_source(vm, sandbox)?;
-        if src.is_dir() {
-            mkdirs(&mut steps, r, &target)?;
+        let target = in_root(root, &vm.mount_path).ok_or_else(|| bad(&vm.name, &vm.mount_path))?;
+        let (path, within) = mount_source(vm, sandbox)?;
+        let (src, is_dir) = sources.open(&path, within.as_deref())?;
+        if is_dir {
+            mkdirs(&mut post, root, &target)?;
         } else {
             if let Some(parent) = target.parent() {
-                mkdirs(&mut steps, r, parent)?;
+                mkdirs(&mut post, root, parent)?;
             }
-            steps.push(Step::Touch {
+            post.push(Step::Touch {
                 path: cpath(&target)?,
             });
         }
         let detail = format!("{} (volume {:?})", vm.mount_path, vm.name);
-        bind(&mut steps, &src, &target, vm.read_only, &detail)?;
+        bind(&mut post, &src, &target, vm.read_only, &detail)?;
     }
-    let wd_target = in_root(r, &workdir).ok_or_else(|| bad("workingDir", &workdir))?;
-    mkdirs(&mut steps, r, &wd_target)?;
+    let wd_target = in_root(root, &workdir).ok_or_else(|| bad("workingDir", &workdir))?;
+    mkdirs(&mut post, root, &wd_target)?;
 
-    // After pivot_root: paths as the container sees them.
-    let mut post = Vec::new();
+    // Bind sources are opened in the child before pivot_root.
+    steps.append(&mut sources.reopen);
+    post.push(Step::DetachOldRoot {
+        path: cpath(&root.join(&old_root))?,
+    });
+
+    // Last: nothing may be created on the root after it turns read-only.
     if sc.and_then(|s| s.read_only_root_filesystem) == Some(true) {
         post.push(mount_step(
             Path::new("/"),
@@ -663,7 +772,7 @@ pub fn prepare(
     }
     if !privileged {
         for f in MASKED_FILES {
-            let mut s = mount_step(
+            post.push(optional(mount_step(
                 Path::new(f),
                 MountSpec {
                     src: Some("/dev/null"),
@@ -672,14 +781,10 @@ pub fn prepare(
                     data: None,
                 },
                 &format!("mask {f}"),
-            )?;
-            if let Step::Mount { optional, .. } = &mut s {
-                *optional = true;
-            }
-            post.push(s);
+            )?));
         }
         for d in MASKED_DIRS {
-            let mut s = mount_step(
+            post.push(optional(mount_step(
                 Path::new(d),
                 MountSpec {
                     src: Some("tmpfs"),
@@ -688,18 +793,14 @@ pub fn prepare(
                     data: None,
                 },
                 &format!("mask {d}"),
-            )?;
-            if let Step::Mount { optional, .. } = &mut s {
-                *optional = true;
-            }
-            post.push(s);
+            )?));
         }
         for p in READONLY_PATHS {
             for flags in [
                 libc::MS_BIND | libc::MS_REC,
                 libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | nosuid_nodev_noexec,
             ] {
-                let mut s = mount_step(
+                post.push(optional(mount_step(
                     Path::new(p),
                     MountSpec {
                         src: Some(p),
@@ -708,11 +809,7 @@ pub fn prepare(
                         data: None,
                     },
                     &format!("read-only {p}"),
-                )?;
-                if let Step::Mount { optional, .. } = &mut s {
-                    *optional = true;
-                }
-                post.push(s);
+                )?));
             }
         }
     }
@@ -744,6 +841,7 @@ pub fn prepare(
     Ok(Prepared {
         name: container.name.clone(),
         rootfs: cpath(r)?,
+        old_root: cstr("old root", &old_root)?,
         steps,
         post_pivot: post,
         workdir: cstr("workingDir", &workdir)?,
@@ -766,7 +864,17 @@ pub fn prepare(
         private_pid_ns: sandbox.private_pid_ns,
         stop_signal,
         argv_display: argv,
+        source_fds: sources.fds,
     })
+}
+
+/// 16 random hex digits from the kernel.
+fn random_hex() -> String {
+    let uuid = std::fs::read_to_string("/proc/sys/kernel/random/uuid").unwrap_or_default();
+    uuid.chars()
+        .filter(char::is_ascii_hexdigit)
+        .take(16)
+        .collect()
 }
 
 /// Parses a stop signal as images and Kubernetes write it (`SIGQUIT`, `QUIT`, `3`).
