@@ -352,21 +352,22 @@ impl<'a, 'p> Job<'a, 'p> {
         let index: OciIndex = blobs.read_json("index.json")?;
         // Several images in one layout: the one NAME names (by full name or by tag).
         let mut top: Vec<Descriptor> = index.manifests.clone();
-        if top.len() > 1 && top.iter().any(|d| d.ref_name().is_some()) {
-            if let Some(name) = name {
-                let hits: Vec<Descriptor> = top
-                    .iter()
-                    .filter(|d| {
-                        d.ref_name().is_some_and(|r| {
-                            Reference::parse(r).is_ok_and(|r| r == *name)
-                                || Some(r) == name.tag.as_deref()
-                        })
+        if top.len() > 1
+            && top.iter().any(|d| d.ref_name().is_some())
+            && let Some(name) = name
+        {
+            let hits: Vec<Descriptor> = top
+                .iter()
+                .filter(|d| {
+                    d.ref_name().is_some_and(|r| {
+                        Reference::parse(r).is_ok_and(|r| r == *name)
+                            || Some(r) == name.tag.as_deref()
                     })
-                    .cloned()
-                    .collect();
-                if !hits.is_empty() {
-                    top = hits;
-                }
+                })
+                .cloned()
+                .collect();
+            if !hits.is_empty() {
+                top = hits;
             }
         }
         let chosen = self.pick(blobs, &top, "index.json", 0)?;
@@ -528,11 +529,7 @@ impl<'a, 'p> Job<'a, 'p> {
                 ImportError::Refused(format!("the archive has no image named {n}"))
             })?,
             (many, None) => {
-                let all: Vec<String> = many
-                    .iter()
-                    .flat_map(|e| tags(e))
-                    .map(|r| r.familiar())
-                    .collect();
+                let all: Vec<String> = many.iter().flat_map(&tags).map(|r| r.familiar()).collect();
                 return Err(ImportError::Refused(format!(
                     "the archive has several images ({}): give NAME[:TAG] to choose one",
                     all.join(", ")
@@ -555,14 +552,14 @@ impl<'a, 'p> Job<'a, 'p> {
             .file_name()
             .and_then(|f| f.to_str())
             .map(|f| f.trim_end_matches(".json"));
-        if let Some(h) = file_hex.filter(|h| digest::is_hex64(h)) {
-            if h != digest::hex_part(&id) {
-                return Err(ImportError::Digest {
-                    what: entry.config.clone(),
-                    expected: format!("sha256:{h}"),
-                    got: id,
-                });
-            }
+        if let Some(h) = file_hex.filter(|h| digest::is_hex64(h))
+            && h != digest::hex_part(&id)
+        {
+            return Err(ImportError::Digest {
+                what: entry.config.clone(),
+                expected: format!("sha256:{h}"),
+                got: id,
+            });
         }
         let config = parse_config(&config_bytes, &id)?;
         if config.rootfs.diff_ids.len() != entry.layers.len() {
@@ -691,15 +688,15 @@ impl<'a, 'p> Job<'a, 'p> {
     ) -> Result<(String, u64), ImportError> {
         let hex = digest::sha256_hex(diff_id).ok_or_else(|| bad_digest(diff_id))?;
         for dir in [self.store.dir.join("layers").join(hex), self.tmp.join(hex)] {
-            if let Ok(s) = fs::read_to_string(dir.join("size")) {
-                if dir.join("fs").is_dir() {
-                    (self.progress)(Progress::LayerPresent {
-                        index,
-                        count,
-                        digest: diff_id,
-                    });
-                    return Ok((diff_id.to_string(), s.trim().parse().unwrap_or(0)));
-                }
+            if let Ok(s) = fs::read_to_string(dir.join("size"))
+                && dir.join("fs").is_dir()
+            {
+                (self.progress)(Progress::LayerPresent {
+                    index,
+                    count,
+                    digest: diff_id,
+                });
+                return Ok((diff_id.to_string(), s.trim().parse().unwrap_or(0)));
             }
         }
         let (reader, len) = open()?;
@@ -748,7 +745,7 @@ impl<'a, 'p> Job<'a, 'p> {
             let mut n = 0u32;
             let mut tick = || {
                 n += 1;
-                if n % 64 == 0 {
+                if n.is_multiple_of(64) {
                     progress(Progress::Layer {
                         index,
                         count,
@@ -773,32 +770,32 @@ impl<'a, 'p> Job<'a, 'p> {
             total,
         });
         let what = label.clone().unwrap_or_else(|| "layer".into());
-        if let Some(expected) = blob_digest {
-            if got_blob != expected {
-                return Err(ImportError::Digest {
-                    what: format!("layer {what}"),
-                    expected: expected.into(),
-                    got: got_blob,
-                });
-            }
+        if let Some(expected) = blob_digest
+            && got_blob != expected
+        {
+            return Err(ImportError::Digest {
+                what: format!("layer {what}"),
+                expected: expected.into(),
+                got: got_blob,
+            });
         }
-        if let (Some(expected), Some(total)) = (blob_digest, total) {
-            if blob_len != total {
-                return Err(ImportError::Size {
-                    what: format!("layer {expected}"),
-                    expected: total,
-                    got: blob_len,
-                });
-            }
+        if let (Some(expected), Some(total)) = (blob_digest, total)
+            && blob_len != total
+        {
+            return Err(ImportError::Size {
+                what: format!("layer {expected}"),
+                expected: total,
+                got: blob_len,
+            });
         }
-        if let Some(expected) = diff_id {
-            if got_diff != expected {
-                return Err(ImportError::Digest {
-                    what: format!("layer {what} (uncompressed)"),
-                    expected: expected.into(),
-                    got: got_diff,
-                });
-            }
+        if let Some(expected) = diff_id
+            && got_diff != expected
+        {
+            return Err(ImportError::Digest {
+                what: format!("layer {what} (uncompressed)"),
+                expected: expected.into(),
+                got: got_diff,
+            });
         }
         let hex = digest::hex_part(&got_diff).to_string();
         fs::write(work.join("size"), size.to_string()).map_err(io_err("write", work.display()))?;

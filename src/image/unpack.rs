@@ -160,7 +160,7 @@ impl Unpacker<'_> {
             EntryName::Opaque { dir } => {
                 let dir = self.resolve_dir(&dir, &name, true)?;
                 rustix::fs::lsetxattr(&dir, "trusted.overlay.opaque", b"y", XattrFlags::empty())
-                    .map_err(|e| io::Error::from(e))
+                    .map_err(io::Error::from)
                     .map_err(io_err("set opaque xattr (needs root)"))
             }
             EntryName::Whiteout { dir, name: victim } => {
@@ -468,10 +468,10 @@ fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Meta> {
                     OsStr::from_bytes(xattr).to_os_string(),
                     ext.value_bytes().to_vec(),
                 ));
-            } else if key == b"mtime" {
-                if let Ok(v) = ext.value() {
-                    meta.mtime = parse_pax_time(v).unwrap_or(meta.mtime);
-                }
+            } else if key == b"mtime"
+                && let Ok(v) = ext.value()
+            {
+                meta.mtime = parse_pax_time(v).unwrap_or(meta.mtime);
             }
         }
     }
