@@ -232,7 +232,7 @@ fn archive(files: &[(String, Vec<u8>)]) -> Vec<u8> {
 fn podsup(args: &[&str], dirs: &TestDirs) -> Output {
     let mut cmd = common::podsup();
     cmd.args(args).arg("--root").arg(&dirs.root);
-    if args.get(1) == Some(&"rm") {
+    if matches!(args.get(1), Some(&"rm") | Some(&"import")) {
         cmd.arg("--run").arg(&dirs.run);
     }
     cmd.output().expect("run podsup")
@@ -1044,4 +1044,50 @@ fn garbage_input_is_refused_with_a_clear_message() {
     let err = fails(import(&dirs, &missing, Some("x"), &[]));
     assert!(err.contains("No such file"), "{err}");
     assert_store_empty(&dirs);
+}
+
+#[test]
+fn compressed_image_archives_are_read() {
+    let dirs = TestDirs::new();
+    let l = layer(&[E::File("hello", b"hi", 0o644)], Comp::Gzip);
+    let mut lay = Layout::default();
+    let mut m = lay.image(host_arch(), &[&l], json!({"Cmd": ["/hello"]}));
+    m["annotations"] = json!({"io.containerd.image.name": "docker.io/acme/zipped:1"});
+    let lay = lay.finish(vec![m]);
+    let path = dirs.tmp.path().join("oci.tar.gz");
+    fs::write(&path, gzip(&archive(&lay.files))).unwrap();
+    let out = ok(import(&dirs, &path, None, &[]));
+    assert!(out.contains("imported docker.io/acme/zipped:1 "), "{out}");
+    assert_eq!(entries(&dirs.root.join("images/tmp")), Vec::<String>::new());
+}
+
+#[test]
+fn reimporting_a_name_replaces_the_unused_image() {
+    let dirs = TestDirs::new();
+    let path = dirs.tmp.path().join("r.tar");
+    fs::write(&path, tar_of(&[E::File("v", b"1", 0o644)])).unwrap();
+    ok(import(&dirs, &path, Some("app"), &[]));
+    let first = store(&dirs).resolve("app").unwrap();
+    // A pod uses the first image: the re-import keeps it, without a name.
+    let pod = dirs.run.join("pods/uid-1");
+    fs::create_dir_all(&pod).unwrap();
+    fs::write(pod.join("images"), format!("{}\n", first.id)).unwrap();
+    fs::write(&path, tar_of(&[E::File("v", b"2", 0o644)])).unwrap();
+    let out = ok(import(&dirs, &path, Some("app"), &[]));
+    assert!(!out.contains("deleted"), "{out}");
+    assert!(first.layers[0].is_dir(), "the pod's layers stay");
+    let ls = ok(podsup(&["image", "ls"], &dirs));
+    assert!(ls.lines().any(|l| l.starts_with("<none>")), "{ls}");
+    // Once the pod is gone, the next re-import of the name deletes the image it replaces.
+    fs::remove_dir_all(&pod).unwrap();
+    let second = store(&dirs).resolve("app").unwrap();
+    fs::write(&path, tar_of(&[E::File("v", b"3", 0o644)])).unwrap();
+    let out = ok(import(&dirs, &path, Some("app"), &[]));
+    assert!(out.contains(&format!("deleted: {}", second.id)), "{out}");
+    assert!(!second.layers[0].exists());
+    // The nameless first image is removed by ID.
+    let out = ok(podsup(&["image", "rm", &first.id], &dirs));
+    assert_eq!(out, format!("deleted: {}\n", first.id));
+    assert_eq!(store(&dirs).list().unwrap().len(), 1);
+    assert_eq!(entries(&dirs.root.join("images/layers")).len(), 1);
 }

@@ -23,13 +23,21 @@ pub enum Verb {
     ///   - an OCI image layout, as a directory or a tar (a multi-arch index gives the image
     ///     for this machine's architecture);
     ///   - a `docker save` archive.
+    /// Tarballs and archives may be gzip- or zstd-compressed.
     ///
     /// NAME[:TAG] is normalised as Docker and containerd do (`busybox` means
     /// `docker.io/library/busybox:latest`). It is required for a root filesystem and
     /// replaces the names an archive carries. Digests and layers are verified; layers the
     /// store already has are not unpacked again. Root is needed for whiteouts and ownership.
-    #[command(verbatim_doc_comment)]
-    Import(ImportArgs),
+    #[command(
+        verbatim_doc_comment,
+        after_help = "Examples:\n  \
+          podsup image import ./rootfs myapp:1.0 --cmd /bin/myapp --env MODE=prod\n  \
+          podsup image import busybox.tar.zst busybox:1.36\n  \
+          docker save nginx:1.27 | gzip > nginx.tar.gz; podsup image import nginx.tar.gz\n  \
+          skopeo copy docker://alpine:3 oci:alpine:3; podsup image import alpine alpine:3"
+    )]
+    Import(Box<ImportArgs>),
     /// List images: NAME TAG ID SIZE CREATED
     #[command(alias = "list")]
     Ls(LsArgs),
@@ -76,6 +84,10 @@ pub struct ImportArgs {
     pub stop_signal: Option<String>,
     #[command(flatten)]
     pub store: StoreArgs,
+    /// Directory of live state: an image that loses its last name to this import is
+    /// deleted unless a running pod uses it
+    #[arg(long, value_name = "DIR", default_value = "/run/podsup")]
+    pub run: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -101,7 +113,7 @@ pub struct RmArgs {
 
 pub fn run(args: Args) -> CliResult {
     match args.verb {
-        Verb::Import(a) => import(a),
+        Verb::Import(a) => import(*a),
         Verb::Ls(a) => ls(a),
         Verb::Rm(a) => rm(a),
     }
@@ -152,6 +164,7 @@ fn import(a: ImportArgs) -> CliResult {
     let opts = ImportOptions {
         name: a.name.clone(),
         changes,
+        run: Some(a.run.clone()),
     };
     let tty = std::io::stderr().is_terminal();
     let mut shown = false;
@@ -208,6 +221,11 @@ fn import(a: ImportArgs) -> CliResult {
             if done.layers == 1 { "" } else { "s" },
             done.new_layers,
             format_size(done.size)
+        ));
+    }
+    for id in &done.replaced {
+        text.push_str(&format!(
+            "deleted: {id} (its last name went to the new image)\n"
         ));
     }
     out(&text)?;

@@ -10,6 +10,7 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::rc::Rc;
 
@@ -31,6 +32,10 @@ pub struct ImportOptions {
     /// NAME[:TAG]; required for a root filesystem, optional when the source names its image.
     pub name: Option<String>,
     pub changes: ConfigChanges,
+    /// The live-state dir (`--run`). When set, an image that this import takes the last
+    /// name from is deleted, unless a pod uses it (see [`Store::remove`]); when None it
+    /// stays in the store without a name.
+    pub run: Option<PathBuf>,
 }
 
 /// Changes to the image config, as `podman import --change` makes them. For a root
@@ -83,6 +88,8 @@ pub struct Imported {
     pub layers: usize,
     pub new_layers: usize,
     pub size: u64,
+    /// IDs of images deleted because this import took their last name.
+    pub replaced: Vec<String>,
 }
 
 /// Why an import failed; [`ImageError::Import`] adds the source path.
@@ -147,7 +154,10 @@ impl Store {
             None => None,
         };
         let _lock = self.lock(progress)?;
+        // What an interrupted import left: its temp dir, and layers or blobs it moved into
+        // place before it could record the image.
         self.clean_tmp()?;
+        self.collect_garbage(&self.read_index()?)?;
         let tmp = self
             .dir
             .join("tmp")
@@ -166,7 +176,7 @@ impl Store {
             new_blobs: Vec::new(),
         };
         let result = job.run(source, name.as_ref(), &opts.changes).map_err(wrap);
-        let result = result.and_then(|plan| job.commit(plan));
+        let result = result.and_then(|plan| job.commit(plan, opts.run.as_deref()));
         // The temp dir goes in every case; on success it is empty by now.
         let cleanup = fs::remove_dir_all(&tmp);
         let imported = result?;
@@ -236,26 +246,27 @@ impl<'a, 'p> Job<'a, 'p> {
         let mut f = File::open(source).map_err(io_err("open", source.display()))?;
         let n = read_up_to(&mut f, &mut head).map_err(io_err("read", source.display()))?;
         let head = &head[..n];
+        let mut tar_path = source.to_path_buf();
         if compression(head).is_some() {
-            // docker save and OCI archives are plain tars; a compressed one would have to be
-            // decompressed to disk to read it out of order. Name the case instead of
-            // unpacking its files as a root filesystem.
             let first = first_entry_name(source)?;
-            if first.as_deref().is_some_and(looks_like_image_archive) {
-                return Err(ImportError::Refused(
-                    "compressed image archive: decompress it first (e.g. gunzip, zstd -d)".into(),
-                ));
+            if !first.as_deref().is_some_and(looks_like_image_archive) {
+                return self.rootfs(RootfsSource::Tar(source), name, changes);
             }
-            return self.rootfs(RootfsSource::Tar(source), name, changes);
-        }
-        if n < 512 || &head[257..262] != b"ustar" {
+            // A compressed `docker save` or OCI archive (`docker save x | gzip`): its files
+            // are read out of order, so decompress it into the temp dir first.
+            tar_path = self.tmp.join("source.tar");
+            let f = File::open(source).map_err(io_err("open", source.display()))?;
+            let mut dec = decompress(f).map_err(io_err("decompress", source.display()))?;
+            let mut out = File::create(&tar_path).map_err(io_err("create", tar_path.display()))?;
+            io::copy(&mut dec, &mut out).map_err(io_err("decompress", source.display()))?;
+        } else if n < 512 || &head[257..262] != b"ustar" {
             return Err(ImportError::Refused(
                 "not a directory, tar archive, or gzip/zstd-compressed tar archive".into(),
             ));
         }
-        let files = index_tar(source).map_err(io_err("read tar", source.display()))?;
+        let files = index_tar(&tar_path).map_err(io_err("read tar", source.display()))?;
         let blobs = Blobs::Tar {
-            path: source.to_path_buf(),
+            path: tar_path.clone(),
             files,
         };
         if blobs.exists("oci-layout") && blobs.exists("index.json") {
@@ -732,6 +743,9 @@ impl<'a, 'p> Job<'a, 'p> {
         let work = self.tmp.join(format!("layer-{index}"));
         let fs_dir = work.join("fs");
         fs::create_dir_all(&fs_dir).map_err(io_err("create directory", fs_dir.display()))?;
+        // The layer's root directory: 0755 whatever the umask (a tar may still set it).
+        fs::set_permissions(&fs_dir, fs::Permissions::from_mode(0o755))
+            .map_err(io_err("chmod", fs_dir.display()))?;
         let read = Rc::new(Cell::new(0u64));
         let mut outer = HashingReader::new(Counting {
             inner: reader,
@@ -1127,7 +1141,7 @@ fn safe_rel(name: &str) -> Option<PathBuf> {
 
 impl Job<'_, '_> {
     /// Moves the staged layers and blobs into the store and records the names.
-    fn commit(&mut self, plan: Plan) -> Result<Imported, ImageError> {
+    fn commit(&mut self, plan: Plan, run: Option<&Path>) -> Result<Imported, ImageError> {
         let dir = &self.store.dir;
         let store_err = |step: &'static str, path: &Path| {
             let path = path.to_path_buf();
@@ -1163,10 +1177,28 @@ impl Job<'_, '_> {
             },
         );
         let names: Vec<String> = plan.names.iter().map(Reference::to_string).collect();
+        let mut old_ids = Vec::new();
         for n in &names {
-            index.names.insert(n.clone(), plan.id.clone());
+            if let Some(old) = index.names.insert(n.clone(), plan.id.clone())
+                && old != plan.id
+            {
+                old_ids.push(old);
+            }
+        }
+        let mut replaced = Vec::new();
+        if let Some(run) = run {
+            for old in old_ids {
+                let named = index.names.values().any(|v| *v == old);
+                if !named && super::image_user(run, &old)?.is_none() {
+                    index.images.remove(&old);
+                    replaced.push(old);
+                }
+            }
         }
         self.store.write_index(&index)?;
+        if !replaced.is_empty() {
+            self.store.collect_garbage(&index)?;
+        }
         Ok(Imported {
             id: plan.id,
             names,
@@ -1174,6 +1206,7 @@ impl Job<'_, '_> {
             layers: plan.layers.len(),
             new_layers: self.new_layers.len(),
             size,
+            replaced,
         })
     }
 }

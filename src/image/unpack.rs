@@ -491,8 +491,10 @@ fn parse_pax_time(v: &str) -> Option<Timespec> {
     Some(Timespec { tv_sec, tv_nsec })
 }
 
+/// A directory the tar did not list (or lists later): 0755 whatever the umask.
 fn mkdir(p: &Path) -> io::Result<()> {
-    fs::DirBuilder::new().mode(0o755).create(p)
+    fs::DirBuilder::new().mode(0o755).create(p)?;
+    fs::set_permissions(p, fs::Permissions::from_mode(0o755))
 }
 
 /// Removes whatever is at `p`, never following a symlink (a later entry replaces an earlier
