@@ -23,6 +23,7 @@ pub enum Verb {
     ///   - an OCI image layout, as a directory or a tar (a multi-arch index gives the image
     ///     for this machine's architecture);
     ///   - a `docker save` archive.
+    ///
     /// Tarballs and archives may be gzip- or zstd-compressed.
     ///
     /// NAME[:TAG] is normalised as Docker and containerd do (`busybox` means
