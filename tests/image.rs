@@ -419,6 +419,12 @@ fn import_rootfs_tarballs() {
     }
     // The same tar compressed three ways is one layer, stored once.
     assert_eq!(entries(&dirs.root.join("images/layers")).len(), 1);
+    // rm deletes it again, read-only directories included (also without root).
+    ok(podsup(
+        &["image", "rm", "tarball:plain", "tarball:gz", "tarball:zst"],
+        &dirs,
+    ));
+    assert_store_empty(&dirs);
 }
 
 #[test]

@@ -178,7 +178,7 @@ impl Store {
         let result = job.run(source, name.as_ref(), &opts.changes).map_err(wrap);
         let result = result.and_then(|plan| job.commit(plan, opts.run.as_deref()));
         // The temp dir goes in every case; on success it is empty by now.
-        let cleanup = fs::remove_dir_all(&tmp);
+        let cleanup = super::remove_tree(&tmp);
         let imported = result?;
         cleanup.map_err(|err| ImageError::Store {
             step: "remove",
@@ -815,7 +815,7 @@ impl<'a, 'p> Job<'a, 'p> {
         fs::write(work.join("size"), size.to_string()).map_err(io_err("write", work.display()))?;
         let done = self.tmp.join(&hex);
         if done.exists() || self.store.dir.join("layers").join(&hex).exists() {
-            fs::remove_dir_all(&work).map_err(io_err("remove", work.display()))?;
+            super::remove_tree(&work).map_err(io_err("remove", work.display()))?;
         } else {
             fs::rename(&work, &done).map_err(io_err("rename", work.display()))?;
             self.new_layers.push(hex);

@@ -501,7 +501,7 @@ fn mkdir(p: &Path) -> io::Result<()> {
 /// one, as tar does).
 fn remove_existing(p: &Path) -> io::Result<()> {
     match fs::symlink_metadata(p) {
-        Ok(m) if m.is_dir() => fs::remove_dir_all(p),
+        Ok(m) if m.is_dir() => super::remove_tree(p),
         Ok(_) => fs::remove_file(p),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e),
