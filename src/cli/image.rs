@@ -180,10 +180,8 @@ fn import(a: ImportArgs) -> CliResult {
                 count,
                 digest,
             } => {
-                format!(
-                    "layer {index}/{count} {}: already present",
-                    image::digest::short(digest)
-                )
+                let d = image::digest::short(digest);
+                format!("layer {index}/{count} {d}: already present")
             }
             Progress::Layer {
                 index,
@@ -195,11 +193,9 @@ fn import(a: ImportArgs) -> CliResult {
                 let of = total
                     .map(|t| format!(" / {}", format_size(t)))
                     .unwrap_or_default();
-                format!(
-                    "layer {index}/{count} {}: {}{of}",
-                    image::digest::short(digest),
-                    format_size(done)
-                )
+                let d = digest.map(|d| format!(" {}", image::digest::short(d)));
+                let done = format_size(done);
+                format!("layer {index}/{count}{}: {done}{of}", d.unwrap_or_default())
             }
         };
         let mut err = std::io::stderr().lock();

@@ -62,11 +62,12 @@ impl ConfigChanges {
 pub enum Progress<'a> {
     /// Another import or rm holds the store's lock.
     Waiting,
-    /// Unpacking layer `index` (1-based) of `count`: `done` of `total` source bytes read.
+    /// Unpacking layer `index` (1-based) of `count` (its digest when known): `done` of
+    /// `total` source bytes read.
     Layer {
         index: usize,
         count: usize,
-        digest: &'a str,
+        digest: Option<&'a str>,
         done: u64,
         total: Option<u64>,
     },
@@ -751,19 +752,20 @@ impl<'a, 'p> Job<'a, 'p> {
             inner: reader,
             count: read.clone(),
         });
-        let shown = label.clone().unwrap_or_else(|| "layer".into());
+        let shown = label.as_deref();
         let (got_diff, size) = {
             let dec = decompress(&mut outer).map_err(|e| wrap(UnpackError::Tar(e)))?;
             let mut inner = HashingReader::new(dec);
             let progress = &mut self.progress;
-            let mut n = 0u32;
+            let mut last: Option<std::time::Instant> = None;
+            // At most ten redraws a second.
             let mut tick = || {
-                n += 1;
-                if n.is_multiple_of(64) {
+                if last.is_none_or(|t| t.elapsed().as_millis() >= 100) {
+                    last = Some(std::time::Instant::now());
                     progress(Progress::Layer {
                         index,
                         count,
-                        digest: &shown,
+                        digest: shown,
                         done: read.get(),
                         total,
                     });
@@ -779,7 +781,7 @@ impl<'a, 'p> Job<'a, 'p> {
         (self.progress)(Progress::Layer {
             index,
             count,
-            digest: &shown,
+            digest: shown,
             done: blob_len,
             total,
         });

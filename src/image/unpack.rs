@@ -88,14 +88,16 @@ pub fn compute_entry_name(path: &Path) -> Result<EntryName, &'static str> {
 /// Unpacks the tar stream `tar` into `root` (an existing, empty directory) and returns the
 /// size of the regular files written. `privileged` (root) enables chown and device nodes;
 /// without it ownership is left to the importing user and device nodes are skipped.
-/// `on_entry` is called after each entry (for progress).
+/// `on_progress` is called after each entry and every MiB of file data (for a progress
+/// display).
 pub fn unpack_layer<R: Read>(
     tar: R,
     root: &Path,
     privileged: bool,
-    on_entry: &mut dyn FnMut(),
+    on_progress: &mut dyn FnMut(),
 ) -> Result<u64, UnpackError> {
     let mut u = Unpacker {
+        on_progress,
         root,
         privileged,
         dirs: Vec::new(),
@@ -105,7 +107,7 @@ pub fn unpack_layer<R: Read>(
     for entry in archive.entries().map_err(UnpackError::Tar)? {
         let mut entry = entry.map_err(UnpackError::Tar)?;
         u.entry(&mut entry)?;
-        on_entry();
+        (u.on_progress)();
     }
     u.finish()?;
     Ok(u.size)
@@ -121,6 +123,7 @@ struct Meta {
 }
 
 struct Unpacker<'a> {
+    on_progress: &'a mut dyn FnMut(),
     root: &'a Path,
     privileged: bool,
     /// Directory modes and mtimes are applied at the end: writing into a directory changes
@@ -225,7 +228,7 @@ impl Unpacker<'_> {
                     .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
                     .open(target)
                     .map_err(io_err("create file"))?;
-                let n = io::copy(entry, &mut file).map_err(io_err("write file"))?;
+                let n = self.copy(entry, &mut file).map_err(io_err("write file"))?;
                 self.size += n;
                 drop(file);
             }
@@ -423,6 +426,19 @@ impl Unpacker<'_> {
         let mut p = self.root.to_path_buf();
         p.extend(&here);
         Ok(p)
+    }
+
+    /// `io::copy` that reports progress every MiB.
+    fn copy(&mut self, from: &mut impl Read, to: &mut fs::File) -> io::Result<u64> {
+        let mut total = 0;
+        loop {
+            let n = io::copy(&mut from.take(1 << 20), to)?;
+            total += n;
+            if n < 1 << 20 {
+                return Ok(total);
+            }
+            (self.on_progress)();
+        }
     }
 
     /// Applies directory modes and mtimes, deepest first.
