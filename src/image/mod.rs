@@ -218,6 +218,7 @@ impl Store {
     /// image: a running pod lists its image IDs in `<run>/pods/<uid>/images`.
     pub fn remove(&self, reference: &str, run: &Path) -> Result<Removed, ImageError> {
         let _lock = self.lock(&mut |_| {})?;
+        self.clean_tmp()?;
         let mut index = self.read_index()?;
         let (name, id) = self.find(&index, reference)?;
         if let Some((pod, file)) = image_user(run, &id)? {
