@@ -122,8 +122,6 @@ pub enum ImportError {
     Format { what: String, why: String },
     #[error("{0}")]
     Refused(String),
-    #[error("{0}")]
-    Store(#[from] Box<ImageError>),
 }
 
 fn io_err(
