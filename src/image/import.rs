@@ -1248,6 +1248,31 @@ mod tests {
     }
 
     #[test]
+    fn decompresses_every_frame_and_member() {
+        use std::io::Write as _;
+        let gz = |d: &[u8]| {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(d).unwrap();
+            e.finish().unwrap()
+        };
+        let zst = |d: &[u8]| {
+            ruzstd::encoding::compress_to_vec(d, ruzstd::encoding::CompressionLevel::Fastest)
+        };
+        let table: Vec<(Vec<u8>, &[u8])> = vec![
+            (b"plain".to_vec(), b"plain"),
+            ([gz(b"one "), gz(b"two")].concat(), b"one two"),
+            ([zst(b"one "), zst(b"two")].concat(), b"one two"),
+            (zst(&[7u8; 300_000]), &[7u8; 300_000]),
+        ];
+        for (i, (input, want)) in table.into_iter().enumerate() {
+            let mut out = Vec::new();
+            decompress(&input[..]).unwrap().read_to_end(&mut out).unwrap();
+            assert_eq!(out, want, "case {i}");
+        }
+        assert!(decompress(&b"BZh91AY"[..]).is_err());
+    }
+
+    #[test]
     fn recognises_image_archives() {
         for (name, want) in [
             ("oci-layout", true),
