@@ -1097,3 +1097,83 @@ fn reimporting_a_name_replaces_the_unused_image() {
     assert_eq!(store(&dirs).list().unwrap().len(), 1);
     assert_eq!(entries(&dirs.root.join("images/layers")).len(), 1);
 }
+
+#[test]
+fn xattrs_are_kept() {
+    if !common::require_root("xattrs_are_kept") {
+        return;
+    }
+    let dirs = TestDirs::new();
+    let mut b = tar::Builder::new(Vec::new());
+    b.append_pax_extensions([("SCHILY.xattr.trusted.podsup", &b"yes"[..])])
+        .unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(0o755);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h.set_size(2);
+    b.append_data(&mut h, "ping", &b"#!"[..]).unwrap();
+    let path = dirs.tmp.path().join("x.tar");
+    fs::write(&path, b.into_inner().unwrap()).unwrap();
+    ok(import(&dirs, &path, Some("xattr"), &[]));
+    let img = store(&dirs).resolve("xattr").unwrap();
+    let mut buf = [0u8; 16];
+    let n = rustix::fs::lgetxattr(img.layers[0].join("ping"), "trusted.podsup", &mut buf).unwrap();
+    assert_eq!(&buf[..n], b"yes");
+
+    // And a directory import writes them into its tar.
+    let rootfs = dirs.tmp.path().join("rootfs");
+    fs::create_dir(&rootfs).unwrap();
+    fs::write(rootfs.join("f"), "f").unwrap();
+    rustix::fs::lsetxattr(
+        rootfs.join("f"),
+        "trusted.podsup",
+        b"dir",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    ok(import(&dirs, &rootfs, Some("xattr-dir"), &[]));
+    let img = store(&dirs).resolve("xattr-dir").unwrap();
+    let n = rustix::fs::lgetxattr(img.layers[0].join("f"), "trusted.podsup", &mut buf).unwrap();
+    assert_eq!(&buf[..n], b"dir");
+}
+
+#[test]
+fn import_docker_save_archive_of_docker_25() {
+    // Docker 25+ writes an OCI layout plus the old manifest.json and repositories.
+    let dirs = TestDirs::new();
+    let l = layer(&[E::File("new", b"n", 0o644)], Comp::None);
+    let mut lay = Layout::default();
+    let mut m = lay.image(host_arch(), &[&l], json!({"Cmd": ["/new"]}));
+    m["annotations"] = json!({
+        "io.containerd.image.name": "docker.io/library/newapp:2",
+        "org.opencontainers.image.ref.name": "2",
+    });
+    let config_digest = lay.files[0].0.clone();
+    let mut lay = lay.finish(vec![m]);
+    lay.files.push((
+        "manifest.json".into(),
+        serde_json::to_vec(&json!([{
+            "Config": config_digest,
+            "RepoTags": ["newapp:2"],
+            "Layers": [format!("blobs/sha256/{}", hex(&sha(&l.blob)))],
+        }]))
+        .unwrap(),
+    ));
+    lay.files.push(("repositories".into(), br#"{}"#.to_vec()));
+    let path = dirs.tmp.path().join("saved25.tar");
+    fs::write(&path, archive(&lay.files)).unwrap();
+    let out = ok(import(&dirs, &path, None, &[]));
+    assert!(
+        out.contains("imported docker.io/library/newapp:2 "),
+        "{out}"
+    );
+    let img = store(&dirs).resolve("newapp:2").unwrap();
+    assert_eq!(
+        img.id,
+        format!("sha256:{}", config_digest.rsplit('/').next().unwrap())
+    );
+    assert_eq!(img.config.cmd, vec!["/new"]);
+}

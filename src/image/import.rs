@@ -1266,7 +1266,10 @@ mod tests {
         ];
         for (i, (input, want)) in table.into_iter().enumerate() {
             let mut out = Vec::new();
-            decompress(&input[..]).unwrap().read_to_end(&mut out).unwrap();
+            decompress(&input[..])
+                .unwrap()
+                .read_to_end(&mut out)
+                .unwrap();
             assert_eq!(out, want, "case {i}");
         }
         assert!(decompress(&b"BZh91AY"[..]).is_err());
