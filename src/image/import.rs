@@ -1011,13 +1011,16 @@ fn first_entry_name(path: &Path) -> Result<Option<String>, ImportError> {
     }
 }
 
-/// True for the names that start a `docker save` or OCI archive.
+/// True for the names that start a `docker save` or OCI archive: its index files, `blobs/`
+/// (OCI, Docker 25+), `<hex>/` and `<hex>.json` (older Docker), `<hex>.tar` (skopeo, podman).
 fn looks_like_image_archive(name: &str) -> bool {
     let first = name.split('/').next().unwrap_or("");
     matches!(
         first,
         "oci-layout" | "index.json" | "manifest.json" | "repositories" | "blobs"
-    ) || digest::is_hex64(first.trim_end_matches(".json"))
+    ) || [".json", ".tar", ""]
+        .iter()
+        .any(|ext| first.strip_suffix(ext).is_some_and(digest::is_hex64))
 }
 
 /// `./a/../b/` → `b`: lexical, never above the root.
@@ -1288,6 +1291,14 @@ mod tests {
             (
                 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855.json",
                 true,
+            ),
+            (
+                "6271585fe4f0ba0b6290681b0ab79c6e756cc5ca90f45459fc2363103418504b.tar",
+                true,
+            ),
+            (
+                "6271585fe4f0ba0b6290681b0ab79c6e756cc5ca90f45459fc2363103418504b.tgz",
+                false,
             ),
             ("bin/sh", false),
             ("", false),
