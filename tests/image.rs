@@ -1177,3 +1177,119 @@ fn import_docker_save_archive_of_docker_25() {
     );
     assert_eq!(img.config.cmd, vec!["/new"]);
 }
+
+/// Runs a fixture tool; panics with its stderr on failure.
+fn run_tool(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new(args[0])
+        .args(&args[1..])
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", args[0]));
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Interop with images the usual tools write. Optional: skips without `umoci` and `skopeo`
+/// (Debian packages umoci, skopeo); the fixtures above cover the formats without them.
+#[test]
+fn import_images_made_by_umoci_and_skopeo() {
+    let have = |tool: &str| {
+        std::process::Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !(have("umoci") && have("skopeo")) {
+        eprintln!("skipped import_images_made_by_umoci_and_skopeo: needs umoci and skopeo");
+        return;
+    }
+    if !common::require_root("import_images_made_by_umoci_and_skopeo") {
+        return;
+    }
+    let dirs = TestDirs::new();
+    let t = dirs.tmp.path();
+    run_tool(t, &["umoci", "init", "--layout", "img"]);
+    run_tool(t, &["umoci", "new", "--image", "img:v1"]);
+    run_tool(t, &["umoci", "unpack", "--image", "img:v1", "b1"]);
+    common::busybox_rootfs(&t.join("b1/rootfs"));
+    fs::write(t.join("b1/rootfs/etc/remove-me"), "x").unwrap();
+    run_tool(t, &["umoci", "repack", "--image", "img:v1", "b1"]);
+    run_tool(
+        t,
+        &[
+            "umoci",
+            "config",
+            "--image",
+            "img:v1",
+            "--config.cmd",
+            "/bin/sh",
+            "--config.env",
+            "FOO=bar",
+        ],
+    );
+    run_tool(t, &["umoci", "unpack", "--image", "img:v1", "b2"]);
+    fs::remove_file(t.join("b2/rootfs/etc/remove-me")).unwrap();
+    run_tool(t, &["umoci", "repack", "--image", "img:v1", "b2"]);
+    run_tool(
+        t,
+        &[
+            "skopeo",
+            "copy",
+            "-q",
+            "oci:img:v1",
+            "docker-archive:ds.tar:podsup/umoci:v1",
+        ],
+    );
+    run_tool(
+        t,
+        &[
+            "skopeo",
+            "copy",
+            "-q",
+            "oci:img:v1",
+            "oci-archive:oa.tar:v1",
+        ],
+    );
+    run_tool(
+        t,
+        &[
+            "skopeo",
+            "copy",
+            "-q",
+            "--dest-compress",
+            "--dest-compress-format",
+            "zstd",
+            "oci:img:v1",
+            "oci:imgz:v1",
+        ],
+    );
+
+    let mut ids = Vec::new();
+    for (src, name) in [
+        ("img", Some("umoci:dir")),
+        ("oa.tar", Some("umoci:archive")),
+        ("imgz", Some("umoci:zstd")),
+        ("ds.tar", None),
+    ] {
+        ok(import(&dirs, &t.join(src), name, &[]));
+        let img = store(&dirs)
+            .resolve(name.unwrap_or("podsup/umoci:v1"))
+            .unwrap();
+        assert_eq!(img.config.cmd, vec!["/bin/sh"], "{src}");
+        assert!(img.config.env.contains(&"FOO=bar".to_string()), "{src}");
+        assert!(img.layers[0].join("bin/busybox").is_file(), "{src}");
+        let wh = fs::symlink_metadata(img.layers.last().unwrap().join("etc/remove-me")).unwrap();
+        assert!(
+            wh.file_type().is_char_device() && wh.rdev() == 0,
+            "{src}: whiteout"
+        );
+        ids.push(img.id);
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "one image whatever the transport");
+    // Every transport has the same two diff-ids (zstd changes only the blobs).
+    assert_eq!(entries(&dirs.root.join("images/layers")).len(), 2);
+}
