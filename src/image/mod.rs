@@ -135,7 +135,14 @@ pub struct Store {
 
 impl Store {
     /// Opens (creating if needed) the store under `<root>/images`.
+    /// The store's paths are absolute (overlayfs needs absolute lowerdirs), even when
+    /// `root` is relative.
     pub fn open(root: &Path) -> Result<Store, ImageError> {
+        let root = std::path::absolute(root).map_err(|err| ImageError::Store {
+            step: "resolve path",
+            path: root.to_path_buf(),
+            err,
+        })?;
         let dir = root.join("images");
         for sub in ["blobs/sha256", "layers", "tmp"] {
             let p = dir.join(sub);
