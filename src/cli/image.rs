@@ -24,12 +24,21 @@ pub enum Verb {
     ///     for this machine's architecture);
     ///   - a `docker save` archive.
     ///
+    /// Tarballs and archives may be gzip- or zstd-compressed.
+    ///
     /// NAME[:TAG] is normalised as Docker and containerd do (`busybox` means
     /// `docker.io/library/busybox:latest`). It is required for a root filesystem and
     /// replaces the names an archive carries. Digests and layers are verified; layers the
     /// store already has are not unpacked again. Root is needed for whiteouts and ownership.
-    #[command(verbatim_doc_comment)]
-    Import(ImportArgs),
+    #[command(
+        verbatim_doc_comment,
+        after_help = "Examples:\n  \
+          podsup image import ./rootfs myapp:1.0 --cmd /bin/myapp --env MODE=prod\n  \
+          podsup image import busybox.tar.zst busybox:1.36\n  \
+          docker save nginx:1.27 | gzip > nginx.tar.gz; podsup image import nginx.tar.gz\n  \
+          skopeo copy docker://alpine:3 oci:alpine:3; podsup image import alpine alpine:3"
+    )]
+    Import(Box<ImportArgs>),
     /// List images: NAME TAG ID SIZE CREATED
     #[command(alias = "list")]
     Ls(LsArgs),
@@ -76,6 +85,10 @@ pub struct ImportArgs {
     pub stop_signal: Option<String>,
     #[command(flatten)]
     pub store: StoreArgs,
+    /// Directory of live state: an image that loses its last name to this import is
+    /// deleted unless a running pod uses it
+    #[arg(long, value_name = "DIR", default_value = "/run/podsup")]
+    pub run: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -101,7 +114,7 @@ pub struct RmArgs {
 
 pub fn run(args: Args) -> CliResult {
     match args.verb {
-        Verb::Import(a) => import(a),
+        Verb::Import(a) => import(*a),
         Verb::Ls(a) => ls(a),
         Verb::Rm(a) => rm(a),
     }
@@ -152,6 +165,7 @@ fn import(a: ImportArgs) -> CliResult {
     let opts = ImportOptions {
         name: a.name.clone(),
         changes,
+        run: Some(a.run.clone()),
     };
     let tty = std::io::stderr().is_terminal();
     let mut shown = false;
@@ -166,10 +180,8 @@ fn import(a: ImportArgs) -> CliResult {
                 count,
                 digest,
             } => {
-                format!(
-                    "layer {index}/{count} {}: already present",
-                    image::digest::short(digest)
-                )
+                let d = image::digest::short(digest);
+                format!("layer {index}/{count} {d}: already present")
             }
             Progress::Layer {
                 index,
@@ -181,11 +193,9 @@ fn import(a: ImportArgs) -> CliResult {
                 let of = total
                     .map(|t| format!(" / {}", format_size(t)))
                     .unwrap_or_default();
-                format!(
-                    "layer {index}/{count} {}: {}{of}",
-                    image::digest::short(digest),
-                    format_size(done)
-                )
+                let d = digest.map(|d| format!(" {}", image::digest::short(d)));
+                let done = format_size(done);
+                format!("layer {index}/{count}{}: {done}{of}", d.unwrap_or_default())
             }
         };
         let mut err = std::io::stderr().lock();
@@ -208,6 +218,11 @@ fn import(a: ImportArgs) -> CliResult {
             if done.layers == 1 { "" } else { "s" },
             done.new_layers,
             format_size(done.size)
+        ));
+    }
+    for id in &done.replaced {
+        text.push_str(&format!(
+            "deleted: {id} (its last name went to the new image)\n"
         ));
     }
     out(&text)?;

@@ -10,6 +10,7 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::rc::Rc;
 
@@ -31,6 +32,10 @@ pub struct ImportOptions {
     /// NAME[:TAG]; required for a root filesystem, optional when the source names its image.
     pub name: Option<String>,
     pub changes: ConfigChanges,
+    /// The live-state dir (`--run`). When set, an image that this import takes the last
+    /// name from is deleted, unless a pod uses it (see [`Store::remove`]); when None it
+    /// stays in the store without a name.
+    pub run: Option<PathBuf>,
 }
 
 /// Changes to the image config, as `podman import --change` makes them. For a root
@@ -57,11 +62,12 @@ impl ConfigChanges {
 pub enum Progress<'a> {
     /// Another import or rm holds the store's lock.
     Waiting,
-    /// Unpacking layer `index` (1-based) of `count`: `done` of `total` source bytes read.
+    /// Unpacking layer `index` (1-based) of `count` (its digest when known): `done` of
+    /// `total` source bytes read.
     Layer {
         index: usize,
         count: usize,
-        digest: &'a str,
+        digest: Option<&'a str>,
         done: u64,
         total: Option<u64>,
     },
@@ -83,6 +89,8 @@ pub struct Imported {
     pub layers: usize,
     pub new_layers: usize,
     pub size: u64,
+    /// IDs of images deleted because this import took their last name.
+    pub replaced: Vec<String>,
 }
 
 /// Why an import failed; [`ImageError::Import`] adds the source path.
@@ -114,8 +122,6 @@ pub enum ImportError {
     Format { what: String, why: String },
     #[error("{0}")]
     Refused(String),
-    #[error("{0}")]
-    Store(#[from] Box<ImageError>),
 }
 
 fn io_err(
@@ -147,7 +153,10 @@ impl Store {
             None => None,
         };
         let _lock = self.lock(progress)?;
+        // What an interrupted import left: its temp dir, and layers or blobs it moved into
+        // place before it could record the image.
         self.clean_tmp()?;
+        self.collect_garbage(&self.read_index()?)?;
         let tmp = self
             .dir
             .join("tmp")
@@ -166,9 +175,9 @@ impl Store {
             new_blobs: Vec::new(),
         };
         let result = job.run(source, name.as_ref(), &opts.changes).map_err(wrap);
-        let result = result.and_then(|plan| job.commit(plan));
+        let result = result.and_then(|plan| job.commit(plan, opts.run.as_deref()));
         // The temp dir goes in every case; on success it is empty by now.
-        let cleanup = fs::remove_dir_all(&tmp);
+        let cleanup = super::remove_tree(&tmp);
         let imported = result?;
         cleanup.map_err(|err| ImageError::Store {
             step: "remove",
@@ -236,26 +245,27 @@ impl<'a, 'p> Job<'a, 'p> {
         let mut f = File::open(source).map_err(io_err("open", source.display()))?;
         let n = read_up_to(&mut f, &mut head).map_err(io_err("read", source.display()))?;
         let head = &head[..n];
+        let mut tar_path = source.to_path_buf();
         if compression(head).is_some() {
-            // docker save and OCI archives are plain tars; a compressed one would have to be
-            // decompressed to disk to read it out of order. Name the case instead of
-            // unpacking its files as a root filesystem.
             let first = first_entry_name(source)?;
-            if first.as_deref().is_some_and(looks_like_image_archive) {
-                return Err(ImportError::Refused(
-                    "compressed image archive: decompress it first (e.g. gunzip, zstd -d)".into(),
-                ));
+            if !first.as_deref().is_some_and(looks_like_image_archive) {
+                return self.rootfs(RootfsSource::Tar(source), name, changes);
             }
-            return self.rootfs(RootfsSource::Tar(source), name, changes);
-        }
-        if n < 512 || &head[257..262] != b"ustar" {
+            // A compressed `docker save` or OCI archive (`docker save x | gzip`): its files
+            // are read out of order, so decompress it into the temp dir first.
+            tar_path = self.tmp.join("source.tar");
+            let f = File::open(source).map_err(io_err("open", source.display()))?;
+            let mut dec = decompress(f).map_err(io_err("decompress", source.display()))?;
+            let mut out = File::create(&tar_path).map_err(io_err("create", tar_path.display()))?;
+            io::copy(&mut dec, &mut out).map_err(io_err("decompress", source.display()))?;
+        } else if n < 512 || &head[257..262] != b"ustar" {
             return Err(ImportError::Refused(
                 "not a directory, tar archive, or gzip/zstd-compressed tar archive".into(),
             ));
         }
-        let files = index_tar(source).map_err(io_err("read tar", source.display()))?;
+        let files = index_tar(&tar_path).map_err(io_err("read tar", source.display()))?;
         let blobs = Blobs::Tar {
-            path: source.to_path_buf(),
+            path: tar_path.clone(),
             files,
         };
         if blobs.exists("oci-layout") && blobs.exists("index.json") {
@@ -352,21 +362,22 @@ impl<'a, 'p> Job<'a, 'p> {
         let index: OciIndex = blobs.read_json("index.json")?;
         // Several images in one layout: the one NAME names (by full name or by tag).
         let mut top: Vec<Descriptor> = index.manifests.clone();
-        if top.len() > 1 && top.iter().any(|d| d.ref_name().is_some()) {
-            if let Some(name) = name {
-                let hits: Vec<Descriptor> = top
-                    .iter()
-                    .filter(|d| {
-                        d.ref_name().is_some_and(|r| {
-                            Reference::parse(r).is_ok_and(|r| r == *name)
-                                || Some(r) == name.tag.as_deref()
-                        })
+        if top.len() > 1
+            && top.iter().any(|d| d.ref_name().is_some())
+            && let Some(name) = name
+        {
+            let hits: Vec<Descriptor> = top
+                .iter()
+                .filter(|d| {
+                    d.ref_name().is_some_and(|r| {
+                        Reference::parse(r).is_ok_and(|r| r == *name)
+                            || Some(r) == name.tag.as_deref()
                     })
-                    .cloned()
-                    .collect();
-                if !hits.is_empty() {
-                    top = hits;
-                }
+                })
+                .cloned()
+                .collect();
+            if !hits.is_empty() {
+                top = hits;
             }
         }
         let chosen = self.pick(blobs, &top, "index.json", 0)?;
@@ -528,11 +539,7 @@ impl<'a, 'p> Job<'a, 'p> {
                 ImportError::Refused(format!("the archive has no image named {n}"))
             })?,
             (many, None) => {
-                let all: Vec<String> = many
-                    .iter()
-                    .flat_map(|e| tags(e))
-                    .map(|r| r.familiar())
-                    .collect();
+                let all: Vec<String> = many.iter().flat_map(&tags).map(|r| r.familiar()).collect();
                 return Err(ImportError::Refused(format!(
                     "the archive has several images ({}): give NAME[:TAG] to choose one",
                     all.join(", ")
@@ -555,14 +562,14 @@ impl<'a, 'p> Job<'a, 'p> {
             .file_name()
             .and_then(|f| f.to_str())
             .map(|f| f.trim_end_matches(".json"));
-        if let Some(h) = file_hex.filter(|h| digest::is_hex64(h)) {
-            if h != digest::hex_part(&id) {
-                return Err(ImportError::Digest {
-                    what: entry.config.clone(),
-                    expected: format!("sha256:{h}"),
-                    got: id,
-                });
-            }
+        if let Some(h) = file_hex.filter(|h| digest::is_hex64(h))
+            && h != digest::hex_part(&id)
+        {
+            return Err(ImportError::Digest {
+                what: entry.config.clone(),
+                expected: format!("sha256:{h}"),
+                got: id,
+            });
         }
         let config = parse_config(&config_bytes, &id)?;
         if config.rootfs.diff_ids.len() != entry.layers.len() {
@@ -691,15 +698,15 @@ impl<'a, 'p> Job<'a, 'p> {
     ) -> Result<(String, u64), ImportError> {
         let hex = digest::sha256_hex(diff_id).ok_or_else(|| bad_digest(diff_id))?;
         for dir in [self.store.dir.join("layers").join(hex), self.tmp.join(hex)] {
-            if let Ok(s) = fs::read_to_string(dir.join("size")) {
-                if dir.join("fs").is_dir() {
-                    (self.progress)(Progress::LayerPresent {
-                        index,
-                        count,
-                        digest: diff_id,
-                    });
-                    return Ok((diff_id.to_string(), s.trim().parse().unwrap_or(0)));
-                }
+            if let Ok(s) = fs::read_to_string(dir.join("size"))
+                && dir.join("fs").is_dir()
+            {
+                (self.progress)(Progress::LayerPresent {
+                    index,
+                    count,
+                    digest: diff_id,
+                });
+                return Ok((diff_id.to_string(), s.trim().parse().unwrap_or(0)));
             }
         }
         let (reader, len) = open()?;
@@ -735,24 +742,28 @@ impl<'a, 'p> Job<'a, 'p> {
         let work = self.tmp.join(format!("layer-{index}"));
         let fs_dir = work.join("fs");
         fs::create_dir_all(&fs_dir).map_err(io_err("create directory", fs_dir.display()))?;
+        // The layer's root directory: 0755 whatever the umask (a tar may still set it).
+        fs::set_permissions(&fs_dir, fs::Permissions::from_mode(0o755))
+            .map_err(io_err("chmod", fs_dir.display()))?;
         let read = Rc::new(Cell::new(0u64));
         let mut outer = HashingReader::new(Counting {
             inner: reader,
             count: read.clone(),
         });
-        let shown = label.clone().unwrap_or_else(|| "layer".into());
+        let shown = label.as_deref();
         let (got_diff, size) = {
             let dec = decompress(&mut outer).map_err(|e| wrap(UnpackError::Tar(e)))?;
             let mut inner = HashingReader::new(dec);
             let progress = &mut self.progress;
-            let mut n = 0u32;
+            let mut last: Option<std::time::Instant> = None;
+            // At most ten redraws a second.
             let mut tick = || {
-                n += 1;
-                if n % 64 == 0 {
+                if last.is_none_or(|t| t.elapsed().as_millis() >= 100) {
+                    last = Some(std::time::Instant::now());
                     progress(Progress::Layer {
                         index,
                         count,
-                        digest: &shown,
+                        digest: shown,
                         done: read.get(),
                         total,
                     });
@@ -768,43 +779,43 @@ impl<'a, 'p> Job<'a, 'p> {
         (self.progress)(Progress::Layer {
             index,
             count,
-            digest: &shown,
+            digest: shown,
             done: blob_len,
             total,
         });
         let what = label.clone().unwrap_or_else(|| "layer".into());
-        if let Some(expected) = blob_digest {
-            if got_blob != expected {
-                return Err(ImportError::Digest {
-                    what: format!("layer {what}"),
-                    expected: expected.into(),
-                    got: got_blob,
-                });
-            }
+        if let Some(expected) = blob_digest
+            && got_blob != expected
+        {
+            return Err(ImportError::Digest {
+                what: format!("layer {what}"),
+                expected: expected.into(),
+                got: got_blob,
+            });
         }
-        if let (Some(expected), Some(total)) = (blob_digest, total) {
-            if blob_len != total {
-                return Err(ImportError::Size {
-                    what: format!("layer {expected}"),
-                    expected: total,
-                    got: blob_len,
-                });
-            }
+        if let (Some(expected), Some(total)) = (blob_digest, total)
+            && blob_len != total
+        {
+            return Err(ImportError::Size {
+                what: format!("layer {expected}"),
+                expected: total,
+                got: blob_len,
+            });
         }
-        if let Some(expected) = diff_id {
-            if got_diff != expected {
-                return Err(ImportError::Digest {
-                    what: format!("layer {what} (uncompressed)"),
-                    expected: expected.into(),
-                    got: got_diff,
-                });
-            }
+        if let Some(expected) = diff_id
+            && got_diff != expected
+        {
+            return Err(ImportError::Digest {
+                what: format!("layer {what} (uncompressed)"),
+                expected: expected.into(),
+                got: got_diff,
+            });
         }
         let hex = digest::hex_part(&got_diff).to_string();
         fs::write(work.join("size"), size.to_string()).map_err(io_err("write", work.display()))?;
         let done = self.tmp.join(&hex);
         if done.exists() || self.store.dir.join("layers").join(&hex).exists() {
-            fs::remove_dir_all(&work).map_err(io_err("remove", work.display()))?;
+            super::remove_tree(&work).map_err(io_err("remove", work.display()))?;
         } else {
             fs::rename(&work, &done).map_err(io_err("rename", work.display()))?;
             self.new_layers.push(hex);
@@ -1000,13 +1011,16 @@ fn first_entry_name(path: &Path) -> Result<Option<String>, ImportError> {
     }
 }
 
-/// True for the names that start a `docker save` or OCI archive.
+/// True for the names that start a `docker save` or OCI archive: its index files, `blobs/`
+/// (OCI, Docker 25+), `<hex>/` and `<hex>.json` (older Docker), `<hex>.tar` (skopeo, podman).
 fn looks_like_image_archive(name: &str) -> bool {
     let first = name.split('/').next().unwrap_or("");
     matches!(
         first,
         "oci-layout" | "index.json" | "manifest.json" | "repositories" | "blobs"
-    ) || digest::is_hex64(first.trim_end_matches(".json"))
+    ) || [".json", ".tar", ""]
+        .iter()
+        .any(|ext| first.strip_suffix(ext).is_some_and(digest::is_hex64))
 }
 
 /// `./a/../b/` → `b`: lexical, never above the root.
@@ -1130,7 +1144,7 @@ fn safe_rel(name: &str) -> Option<PathBuf> {
 
 impl Job<'_, '_> {
     /// Moves the staged layers and blobs into the store and records the names.
-    fn commit(&mut self, plan: Plan) -> Result<Imported, ImageError> {
+    fn commit(&mut self, plan: Plan, run: Option<&Path>) -> Result<Imported, ImageError> {
         let dir = &self.store.dir;
         let store_err = |step: &'static str, path: &Path| {
             let path = path.to_path_buf();
@@ -1166,10 +1180,28 @@ impl Job<'_, '_> {
             },
         );
         let names: Vec<String> = plan.names.iter().map(Reference::to_string).collect();
+        let mut old_ids = Vec::new();
         for n in &names {
-            index.names.insert(n.clone(), plan.id.clone());
+            if let Some(old) = index.names.insert(n.clone(), plan.id.clone())
+                && old != plan.id
+            {
+                old_ids.push(old);
+            }
+        }
+        let mut replaced = Vec::new();
+        if let Some(run) = run {
+            for old in old_ids {
+                let named = index.names.values().any(|v| *v == old);
+                if !named && super::image_user(run, &old)?.is_none() {
+                    index.images.remove(&old);
+                    replaced.push(old);
+                }
+            }
         }
         self.store.write_index(&index)?;
+        if !replaced.is_empty() {
+            self.store.collect_garbage(&index)?;
+        }
         Ok(Imported {
             id: plan.id,
             names,
@@ -1177,6 +1209,7 @@ impl Job<'_, '_> {
             layers: plan.layers.len(),
             new_layers: self.new_layers.len(),
             size,
+            replaced,
         })
     }
 }
@@ -1218,6 +1251,34 @@ mod tests {
     }
 
     #[test]
+    fn decompresses_every_frame_and_member() {
+        use std::io::Write as _;
+        let gz = |d: &[u8]| {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(d).unwrap();
+            e.finish().unwrap()
+        };
+        let zst = |d: &[u8]| {
+            ruzstd::encoding::compress_to_vec(d, ruzstd::encoding::CompressionLevel::Fastest)
+        };
+        let table: Vec<(Vec<u8>, &[u8])> = vec![
+            (b"plain".to_vec(), b"plain"),
+            ([gz(b"one "), gz(b"two")].concat(), b"one two"),
+            ([zst(b"one "), zst(b"two")].concat(), b"one two"),
+            (zst(&[7u8; 300_000]), &[7u8; 300_000]),
+        ];
+        for (i, (input, want)) in table.into_iter().enumerate() {
+            let mut out = Vec::new();
+            decompress(&input[..])
+                .unwrap()
+                .read_to_end(&mut out)
+                .unwrap();
+            assert_eq!(out, want, "case {i}");
+        }
+        assert!(decompress(&b"BZh91AY"[..]).is_err());
+    }
+
+    #[test]
     fn recognises_image_archives() {
         for (name, want) in [
             ("oci-layout", true),
@@ -1230,6 +1291,14 @@ mod tests {
             (
                 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855.json",
                 true,
+            ),
+            (
+                "6271585fe4f0ba0b6290681b0ab79c6e756cc5ca90f45459fc2363103418504b.tar",
+                true,
+            ),
+            (
+                "6271585fe4f0ba0b6290681b0ab79c6e756cc5ca90f45459fc2363103418504b.tgz",
+                false,
             ),
             ("bin/sh", false),
             ("", false),

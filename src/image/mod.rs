@@ -135,7 +135,14 @@ pub struct Store {
 
 impl Store {
     /// Opens (creating if needed) the store under `<root>/images`.
+    /// The store's paths are absolute (overlayfs needs absolute lowerdirs), even when
+    /// `root` is relative.
     pub fn open(root: &Path) -> Result<Store, ImageError> {
+        let root = std::path::absolute(root).map_err(|err| ImageError::Store {
+            step: "resolve path",
+            path: root.to_path_buf(),
+            err,
+        })?;
         let dir = root.join("images");
         for sub in ["blobs/sha256", "layers", "tmp"] {
             let p = dir.join(sub);
@@ -218,6 +225,7 @@ impl Store {
     /// image: a running pod lists its image IDs in `<run>/pods/<uid>/images`.
     pub fn remove(&self, reference: &str, run: &Path) -> Result<Removed, ImageError> {
         let _lock = self.lock(&mut |_| {})?;
+        self.clean_tmp()?;
         let mut index = self.read_index()?;
         let (name, id) = self.find(&index, reference)?;
         if let Some((pod, file)) = image_user(run, &id)? {
@@ -397,7 +405,7 @@ impl Store {
         for e in entries.flatten() {
             let p = e.path();
             let res = if p.is_dir() && !p.is_symlink() {
-                fs::remove_dir_all(&p)
+                remove_tree(&p)
             } else {
                 fs::remove_file(&p)
             };
@@ -442,7 +450,7 @@ impl Store {
                     err,
                 })?;
                 let res = if gone.is_dir() {
-                    fs::remove_dir_all(&gone)
+                    remove_tree(&gone)
                 } else {
                     fs::remove_file(&gone)
                 };
@@ -455,6 +463,31 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// `remove_dir_all` that also works without root on a tree with read-only directories
+/// (a layer may have some): on a permission error it makes the directories writable for
+/// their owner and tries again. Never follows a symlink.
+pub(crate) fn remove_tree(p: &Path) -> io::Result<()> {
+    match fs::remove_dir_all(p) {
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            make_writable(p)?;
+            fs::remove_dir_all(p)
+        }
+        other => other,
+    }
+}
+
+fn make_writable(p: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let md = fs::symlink_metadata(p)?;
+    if md.is_dir() {
+        fs::set_permissions(p, fs::Permissions::from_mode(0o700))?;
+        for e in fs::read_dir(p)? {
+            make_writable(&e?.path())?;
+        }
+    }
+    Ok(())
 }
 
 /// The first pod that lists `id` in `<run>/pods/<uid>/images`, as (uid, file).

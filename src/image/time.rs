@@ -64,7 +64,8 @@ pub fn parse_rfc3339(t: &str) -> Option<i64> {
     Some(days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + s - offset)
 }
 
-/// Docker's "About a minute ago" style, coarse: `45 seconds ago`, `3 hours ago`, `2 weeks ago`.
+/// Docker's style, coarse and short enough for an 80-column table: `just now`,
+/// `45 seconds ago`, `3 hours ago`, `2 weeks ago`.
 pub fn format_age(then: i64, now: i64) -> String {
     let secs = (now - then).max(0);
     let plural = |n: i64, unit: &str| {
@@ -75,7 +76,7 @@ pub fn format_age(then: i64, now: i64) -> String {
         }
     };
     match secs {
-        0..=1 => "Less than a second ago".into(),
+        0..=1 => "just now".into(),
         2..=59 => plural(secs, "second"),
         60..=3599 => plural(secs / 60, "minute"),
         3600..=172_799 => plural(secs / 3600, "hour"),
@@ -121,7 +122,7 @@ mod tests {
     #[test]
     fn ages() {
         for (delta, want) in [
-            (0, "Less than a second ago"),
+            (0, "just now"),
             (30, "30 seconds ago"),
             (60, "1 minute ago"),
             (7200, "2 hours ago"),

@@ -88,14 +88,16 @@ pub fn compute_entry_name(path: &Path) -> Result<EntryName, &'static str> {
 /// Unpacks the tar stream `tar` into `root` (an existing, empty directory) and returns the
 /// size of the regular files written. `privileged` (root) enables chown and device nodes;
 /// without it ownership is left to the importing user and device nodes are skipped.
-/// `on_entry` is called after each entry (for progress).
+/// `on_progress` is called after each entry and every MiB of file data (for a progress
+/// display).
 pub fn unpack_layer<R: Read>(
     tar: R,
     root: &Path,
     privileged: bool,
-    on_entry: &mut dyn FnMut(),
+    on_progress: &mut dyn FnMut(),
 ) -> Result<u64, UnpackError> {
     let mut u = Unpacker {
+        on_progress,
         root,
         privileged,
         dirs: Vec::new(),
@@ -105,7 +107,7 @@ pub fn unpack_layer<R: Read>(
     for entry in archive.entries().map_err(UnpackError::Tar)? {
         let mut entry = entry.map_err(UnpackError::Tar)?;
         u.entry(&mut entry)?;
-        on_entry();
+        (u.on_progress)();
     }
     u.finish()?;
     Ok(u.size)
@@ -121,6 +123,7 @@ struct Meta {
 }
 
 struct Unpacker<'a> {
+    on_progress: &'a mut dyn FnMut(),
     root: &'a Path,
     privileged: bool,
     /// Directory modes and mtimes are applied at the end: writing into a directory changes
@@ -160,7 +163,7 @@ impl Unpacker<'_> {
             EntryName::Opaque { dir } => {
                 let dir = self.resolve_dir(&dir, &name, true)?;
                 rustix::fs::lsetxattr(&dir, "trusted.overlay.opaque", b"y", XattrFlags::empty())
-                    .map_err(|e| io::Error::from(e))
+                    .map_err(io::Error::from)
                     .map_err(io_err("set opaque xattr (needs root)"))
             }
             EntryName::Whiteout { dir, name: victim } => {
@@ -225,7 +228,7 @@ impl Unpacker<'_> {
                     .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
                     .open(target)
                     .map_err(io_err("create file"))?;
-                let n = io::copy(entry, &mut file).map_err(io_err("write file"))?;
+                let n = self.copy(entry, &mut file).map_err(io_err("write file"))?;
                 self.size += n;
                 drop(file);
             }
@@ -425,6 +428,19 @@ impl Unpacker<'_> {
         Ok(p)
     }
 
+    /// `io::copy` that reports progress every MiB.
+    fn copy(&mut self, from: &mut impl Read, to: &mut fs::File) -> io::Result<u64> {
+        let mut total = 0;
+        loop {
+            let n = io::copy(&mut from.take(1 << 20), to)?;
+            total += n;
+            if n < 1 << 20 {
+                return Ok(total);
+            }
+            (self.on_progress)();
+        }
+    }
+
     /// Applies directory modes and mtimes, deepest first.
     fn finish(&mut self) -> Result<(), UnpackError> {
         let mut dirs = std::mem::take(&mut self.dirs);
@@ -468,10 +484,10 @@ fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Meta> {
                     OsStr::from_bytes(xattr).to_os_string(),
                     ext.value_bytes().to_vec(),
                 ));
-            } else if key == b"mtime" {
-                if let Ok(v) = ext.value() {
-                    meta.mtime = parse_pax_time(v).unwrap_or(meta.mtime);
-                }
+            } else if key == b"mtime"
+                && let Ok(v) = ext.value()
+            {
+                meta.mtime = parse_pax_time(v).unwrap_or(meta.mtime);
             }
         }
     }
@@ -491,15 +507,17 @@ fn parse_pax_time(v: &str) -> Option<Timespec> {
     Some(Timespec { tv_sec, tv_nsec })
 }
 
+/// A directory the tar did not list (or lists later): 0755 whatever the umask.
 fn mkdir(p: &Path) -> io::Result<()> {
-    fs::DirBuilder::new().mode(0o755).create(p)
+    fs::DirBuilder::new().mode(0o755).create(p)?;
+    fs::set_permissions(p, fs::Permissions::from_mode(0o755))
 }
 
 /// Removes whatever is at `p`, never following a symlink (a later entry replaces an earlier
 /// one, as tar does).
 fn remove_existing(p: &Path) -> io::Result<()> {
     match fs::symlink_metadata(p) {
-        Ok(m) if m.is_dir() => fs::remove_dir_all(p),
+        Ok(m) if m.is_dir() => super::remove_tree(p),
         Ok(_) => fs::remove_file(p),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e),
