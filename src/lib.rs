@@ -3,5 +3,6 @@
 //! See ARCHITECTURE.md for the map of modules and the invariants they keep.
 
 pub mod cli;
+pub mod image;
 pub mod manifest;
 pub mod model;

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod image;
 mod validate;
 
 /// A declarative pod supervisor: runs Kubernetes `v1 Pod` manifests on one Linux machine.
@@ -38,6 +39,10 @@ pub enum Command {
     /// and editor leftovers are skipped, as the daemon skips them). Exit status: 0 when every
     /// manifest is valid, 1 when any is not.
     Validate(validate::Args),
+    /// Manage the local image store: import, ls, rm
+    ///
+    /// Images live under --root (default /var/lib/podsup). See docs/images.md.
+    Image(image::Args),
 }
 
 /// How a verb failed. `main` turns this into a message and an exit code.
@@ -64,6 +69,7 @@ pub type CliResult = Result<ExitCode, Failure>;
 pub fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Validate(args) => validate::run(args),
+        Command::Image(args) => image::run(args),
     }
 }
 
