@@ -3,5 +3,7 @@
 //! See ARCHITECTURE.md for the map of modules and the invariants they keep.
 
 pub mod cli;
+pub mod logs;
 pub mod manifest;
 pub mod model;
+pub mod plan;
