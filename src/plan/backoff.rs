@@ -135,7 +135,13 @@ impl BackoffState {
 
     /// The kubelet's waiting message, e.g. `back-off 40s restarting failed container=app
     /// pod=web_default(uid)`.
-    pub fn compute_message(&self, container: &str, pod: &str, namespace: &str, uid: &str) -> String {
+    pub fn compute_message(
+        &self,
+        container: &str,
+        pod: &str,
+        namespace: &str,
+        uid: &str,
+    ) -> String {
         format!(
             "back-off {} restarting failed container={container} pod={pod}_{namespace}({uid})",
             format_go_duration(self.delay)
@@ -264,7 +270,12 @@ mod tests {
                 &[0, 0, 0, 0, 0, 0, 0, 0, 61, 0],
                 &[0, 1, 2, 4, 8, 16, 30, 30, 0, 1],
             ),
-            ("initial zero: no back-off", &none, &[0, 0, 0, 0], &[0, 0, 0, 0]),
+            (
+                "initial zero: no back-off",
+                &none,
+                &[0, 0, 0, 0],
+                &[0, 0, 0, 0],
+            ),
         ];
         for (name, settings, ran, want) in cases {
             assert_eq!(&simulate(settings, ran), want, "{name}");
