@@ -76,5 +76,69 @@ pub fn log_file_path(container_dir: &Path, restart_count: u32) -> PathBuf {
     container_dir.join(format!("{restart_count}.log"))
 }
 
+/// Parses a `--since` duration in Go's syntax, as kubectl takes it: `30s`, `10m`, `1h30m`,
+/// `1.5h`, `250ms` (units `ns`, `us`, `µs`, `ms`, `s`, `m`, `h`).
+pub fn parse_since(text: &str) -> Result<std::time::Duration, LogError> {
+    let bad = || LogError::Settings(format!("invalid duration {text:?} (like 30s, 10m, 1h30m)"));
+    let mut rest = text.as_bytes();
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    if rest == b"0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    let mut total: u128 = 0;
+    while !rest.is_empty() {
+        let int_len = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        let (int, after) = rest.split_at(int_len);
+        let (frac, after) = match after.strip_prefix(b".") {
+            Some(a) => {
+                let n = a.iter().take_while(|b| b.is_ascii_digit()).count();
+                a.split_at(n)
+            }
+            None => (&after[..0], after),
+        };
+        if int.is_empty() && frac.is_empty() {
+            return Err(bad());
+        }
+        let unit_len = after
+            .iter()
+            .take_while(|b| !b.is_ascii_digit() && **b != b'.')
+            .count();
+        let (unit, after) = after.split_at(unit_len);
+        let scale: u128 = match unit {
+            b"ns" => 1,
+            b"us" | b"\xc2\xb5s" | b"\xce\xbcs" => 1_000, // us, µs (micro sign), μs (mu)
+            b"ms" => 1_000_000,
+            b"s" => 1_000_000_000,
+            b"m" => 60_000_000_000,
+            b"h" => 3_600_000_000_000,
+            _ => return Err(bad()),
+        };
+        let digits = |d: &[u8]| {
+            d.iter().try_fold(0u128, |a, c| {
+                a.checked_mul(10)?.checked_add(u128::from(c - b'0'))
+            })
+        };
+        let whole = digits(int).ok_or_else(bad)?;
+        total = whole
+            .checked_mul(scale)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(bad)?;
+        // Fractions: at most 18 digits matter at nanosecond scale.
+        let frac = &frac[..frac.len().min(18)];
+        if !frac.is_empty() {
+            let f = digits(frac).ok_or_else(bad)?;
+            total += f * scale / 10u128.pow(frac.len() as u32);
+        }
+        rest = after;
+    }
+    let secs = u64::try_from(total / 1_000_000_000).map_err(|_| bad())?;
+    Ok(std::time::Duration::new(
+        secs,
+        (total % 1_000_000_000) as u32,
+    ))
+}
+
 #[cfg(test)]
 mod tests;

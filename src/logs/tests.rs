@@ -531,3 +531,36 @@ fn rotations_within_one_second_keep_their_order() {
     assert!(nums.windows(2).all(|p| p[1] == p[0] + 1), "{nums:?}");
     assert_eq!(*nums.last().unwrap(), 39);
 }
+
+#[test]
+fn since_durations() {
+    let ok: &[(&str, Duration)] = &[
+        ("0", Duration::ZERO),
+        ("30s", Duration::from_secs(30)),
+        ("10m", Duration::from_secs(600)),
+        ("1h30m", Duration::from_secs(5400)),
+        ("1.5h", Duration::from_secs(5400)),
+        (".5s", Duration::from_millis(500)),
+        ("250ms", Duration::from_millis(250)),
+        ("3us", Duration::from_micros(3)),
+        ("3µs", Duration::from_micros(3)),
+        ("7ns", Duration::from_nanos(7)),
+        ("2h45m10.5s", Duration::from_millis(9_910_500)),
+    ];
+    for (text, want) in ok {
+        assert_eq!(parse_since(text).unwrap(), *want, "{text}");
+    }
+    for bad in [
+        "",
+        "10",
+        "-5m",
+        "5 m",
+        "1d",
+        "m",
+        ".s",
+        "1.2.3s",
+        "99999999999999999999999h",
+    ] {
+        assert!(parse_since(bad).is_err(), "{bad}");
+    }
+}

@@ -140,6 +140,11 @@ impl LogWriter {
             }
             // Fill the partial buffer; a full buffer becomes a P entry only when more bytes
             // of the same line follow, so a line of exactly MAX_LINE stays one F entry.
+            if self.partial[s].capacity() < MAX_LINE {
+                // Exactly one line's worth, never the doubling growth of a Vec.
+                let len = self.partial[s].len();
+                self.partial[s].reserve_exact(MAX_LINE - len);
+            }
             loop {
                 let room = MAX_LINE - self.partial[s].len();
                 if seg.len() <= room {
@@ -355,4 +360,33 @@ pub(crate) fn rotation_stamp(t: SystemTime) -> String {
         pick(14..16),
         pick(17..19)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::UNIX_EPOCH;
+
+    #[test]
+    fn memory_stays_bounded_whatever_the_output() {
+        let tmp = tempfile::tempdir().unwrap();
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut w = LogWriter::new(tmp.path(), 0, LogSettings::default(), now);
+        let chunk = [b'q'; 8192];
+        for i in 0..200 {
+            // 1.6 MiB without a newline on stdout, short lines on stderr
+            w.write(Stream::Stdout, &chunk[..(i % 7 + 1) * 1000], now);
+            w.write(Stream::Stderr, b"tick\n", now);
+        }
+        w.write(Stream::Stdout, b"\n", now);
+        for p in &w.partial {
+            assert!(p.capacity() <= MAX_LINE, "{}", p.capacity());
+        }
+        assert!(
+            w.scratch.capacity() <= MAX_LINE + 64,
+            "{}",
+            w.scratch.capacity()
+        );
+        assert_eq!(w.stats().lines_dropped, 0);
+    }
 }
