@@ -67,11 +67,31 @@ pub enum FormatError {
     BadTag(String),
 }
 
-/// Appends one entry, newline included, to `out` (cleared first; reused to avoid
-/// allocating per line).
+/// Writes one entry, newline included, into `out` (cleared first).
 pub fn encode_entry(out: &mut Vec<u8>, time: SystemTime, stream: Stream, tag: Tag, content: &[u8]) {
     out.clear();
-    out.extend_from_slice(format_rfc3339_nano(time).as_bytes());
+    append_entry(
+        out,
+        format_rfc3339_nano(time).as_bytes(),
+        stream,
+        tag,
+        content,
+    );
+}
+
+/// The bytes an entry takes besides its content, with a 30-byte timestamp.
+pub(crate) const ENTRY_OVERHEAD: usize = 30 + 1 + 6 + 1 + 1 + 1 + 1;
+
+/// Appends one entry with an already formatted timestamp (the writer formats it once per
+/// batch of lines read at the same time).
+pub(crate) fn append_entry(
+    out: &mut Vec<u8>,
+    time: &[u8],
+    stream: Stream,
+    tag: Tag,
+    content: &[u8],
+) {
+    out.extend_from_slice(time);
     out.push(b' ');
     out.extend_from_slice(stream.as_str().as_bytes());
     out.push(b' ');

@@ -12,9 +12,10 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use super::format::{MAX_LINE, Stream, Tag, encode_entry};
+use super::format::{ENTRY_OVERHEAD, MAX_LINE, Stream, Tag, append_entry};
 use super::reader::{list_files, parse_file_name};
 use super::{LogError, log_file_path};
+use crate::model::time::format_rfc3339_nano;
 
 /// Kubernetes' `containerLogMaxSize` default.
 pub const DEFAULT_MAX_SIZE: u64 = 10 * 1024 * 1024;
@@ -22,6 +23,9 @@ pub const DEFAULT_MAX_SIZE: u64 = 10 * 1024 * 1024;
 pub const DEFAULT_MAX_FILES: usize = 5;
 /// How often a log file that cannot be opened (or rotated) is tried again.
 pub const RETRY_OPEN: Duration = Duration::from_secs(1);
+/// Entries are gathered up to this many bytes and written with one `write(2)`: a read of
+/// short lines costs one system call, not one per line.
+const BATCH: usize = 32 * 1024;
 
 /// Rotation settings (daemon flags): a container instance's current file is rotated before
 /// it would grow past `max_size`; at most `max_files` files (current + rotated) are kept.
@@ -86,7 +90,12 @@ pub struct LogWriter {
     /// No open/rotate attempt before this time (after a failure).
     retry_at: Option<SystemTime>,
     partial: [Vec<u8>; 2],
-    scratch: Vec<u8>,
+    /// Encoded entries not yet written (≤ BATCH bytes), and how many.
+    batch: Vec<u8>,
+    batch_lines: u64,
+    /// The formatted timestamp of `stamp_of`, reused for every entry of a batch.
+    stamp: String,
+    stamp_of: Option<SystemTime>,
     stats: LogStats,
 }
 
@@ -105,7 +114,10 @@ impl LogWriter {
             size: 0,
             retry_at: None,
             partial: [Vec::new(), Vec::new()],
-            scratch: Vec::with_capacity(MAX_LINE + 64),
+            batch: Vec::new(),
+            batch_lines: 0,
+            stamp: String::new(),
+            stamp_of: None,
             stats: LogStats::default(),
         };
         w.prune_old_instances();
@@ -162,6 +174,7 @@ impl LogWriter {
                 self.emit_partial(stream, Tag::Full, now);
             }
         }
+        self.write_batch(now);
     }
 
     /// Writes an unfinished line as a `P` entry now (its end will follow as `F`). For callers
@@ -170,6 +183,7 @@ impl LogWriter {
         if !self.partial[stream.index()].is_empty() {
             self.emit_partial(stream, Tag::Partial, now);
         }
+        self.write_batch(now);
     }
 
     /// The stream ended (EOF on its pipe): an unfinished last line is written as `P`, as
@@ -186,28 +200,45 @@ impl LogWriter {
     }
 
     fn emit(&mut self, stream: Stream, tag: Tag, content: &[u8], now: SystemTime) {
-        let mut entry = std::mem::take(&mut self.scratch);
-        encode_entry(&mut entry, now, stream, tag, content);
-        self.write_entry(&entry, now);
-        self.scratch = entry;
-    }
-
-    fn write_entry(&mut self, entry: &[u8], now: SystemTime) {
-        let len = entry.len() as u64;
-        if self.file.is_some() && self.size > 0 && self.size + len > self.settings.max_size {
+        if self.stamp_of != Some(now) {
+            self.stamp = format_rfc3339_nano(now);
+            self.stamp_of = Some(now);
+        }
+        let len = (ENTRY_OVERHEAD - 30 + self.stamp.len() + content.len()) as u64;
+        let pending = self.size + self.batch.len() as u64;
+        if self.file.is_some() && pending > 0 && pending + len > self.settings.max_size {
+            self.write_batch(now);
             self.rotate(now);
         }
+        if self.batch.len() as u64 + len > BATCH as u64 {
+            self.write_batch(now);
+        }
+        if self.batch.capacity() < BATCH {
+            self.batch.reserve_exact(BATCH - self.batch.len());
+        }
+        append_entry(&mut self.batch, self.stamp.as_bytes(), stream, tag, content);
+        self.batch_lines += 1;
+    }
+
+    /// Writes the gathered entries; on failure they are dropped and counted.
+    fn write_batch(&mut self, now: SystemTime) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let (len, lines) = (self.batch.len() as u64, self.batch_lines);
+        self.batch_lines = 0;
         if self.file.is_none() {
             self.open(now);
         }
         let Some(file) = self.file.as_mut() else {
-            self.drop_entry(len);
+            self.drop_entries(lines, len);
+            self.batch.clear();
             return;
         };
-        match write_whole(file, entry) {
+        match write_whole(file, &self.batch) {
             Ok(()) => {
                 self.size += len;
-                self.stats.lines_written += 1;
+                self.stats.lines_written += lines;
                 self.stats.bytes_written += len;
             }
             Err(err) => {
@@ -220,13 +251,14 @@ impl LogWriter {
                     self.file = None;
                     self.retry_at = Some(now + RETRY_OPEN);
                 }
-                self.drop_entry(len);
+                self.drop_entries(lines, len);
             }
         }
+        self.batch.clear();
     }
 
-    fn drop_entry(&mut self, len: u64) {
-        self.stats.lines_dropped += 1;
+    fn drop_entries(&mut self, lines: u64, len: u64) {
+        self.stats.lines_dropped += lines;
         self.stats.bytes_dropped += len;
     }
 
@@ -382,11 +414,7 @@ mod tests {
         for p in &w.partial {
             assert!(p.capacity() <= MAX_LINE, "{}", p.capacity());
         }
-        assert!(
-            w.scratch.capacity() <= MAX_LINE + 64,
-            "{}",
-            w.scratch.capacity()
-        );
+        assert!(w.batch.capacity() <= BATCH, "{}", w.batch.capacity());
         assert_eq!(w.stats().lines_dropped, 0);
     }
 }
