@@ -364,6 +364,190 @@ pub struct PublishedStatus {
     pub restart_history: Vec<RestartHistory>,
 }
 
+/// The kubelet's pod phase from the containers' statuses (`getPhase` in
+/// `pkg/kubelet/kubelet_pods.go`), re-derived: Pending while an init container has not
+/// completed or an app container has not started; Running while one runs (or, under
+/// `Always`, is restarting); Succeeded/Failed once all have stopped for good.
+/// `pod_is_terminal`: the pod will not restart anything any more (deleted, deadline).
+pub fn compute_pod_phase(spec: &PodSpec, status: &PodStatus, pod_is_terminal: bool) -> PodPhase {
+    let find = |list: &'_ [ContainerStatus], name: &str| -> Option<ContainerStatus> {
+        list.iter().find(|c| c.name == name).cloned()
+    };
+    let last_failed =
+        |cs: &ContainerStatus| cs.last_state.terminated.as_ref().map(|t| t.exit_code != 0);
+    let (mut pending_init, mut failed_init) = (0, 0);
+    let (mut unknown, mut running, mut waiting, mut stopped, mut succeeded) = (0, 0, 0, 0, 0);
+    for c in &spec.init_containers {
+        let Some(cs) = find(&status.init_container_statuses, &c.name) else {
+            if c.restart_policy == Some(RestartPolicy::Always) {
+                unknown += 1;
+            }
+            pending_init += 1;
+            continue;
+        };
+        if c.restart_policy == Some(RestartPolicy::Always) {
+            // A sidecar counts as started once it runs and its startup finished.
+            if cs.state.running.is_some() {
+                if cs.started != Some(true) {
+                    pending_init += 1;
+                }
+                running += 1;
+            } else if cs.state.terminated.is_none() && cs.last_state.terminated.is_none() {
+                pending_init += 1;
+                waiting += 1;
+            }
+            continue;
+        }
+        if cs.state.running.is_some() {
+            pending_init += 1;
+        } else if let Some(t) = &cs.state.terminated {
+            if t.exit_code != 0 {
+                failed_init += 1;
+            }
+        } else {
+            match last_failed(&cs) {
+                Some(true) => failed_init += 1,
+                Some(false) => {}
+                None => pending_init += 1,
+            }
+        }
+    }
+    for c in &spec.containers {
+        let Some(cs) = find(&status.container_statuses, &c.name) else {
+            unknown += 1;
+            continue;
+        };
+        if cs.state.running.is_some() {
+            running += 1;
+        } else if let Some(t) = &cs.state.terminated {
+            stopped += 1;
+            if t.exit_code == 0 {
+                succeeded += 1;
+            }
+        } else if cs.state.waiting.is_some() {
+            if cs.last_state.terminated.is_some() {
+                stopped += 1;
+            } else {
+                waiting += 1;
+            }
+        } else {
+            unknown += 1;
+        }
+    }
+    let policy = spec.restart_policy();
+    if failed_init > 0 && policy == RestartPolicy::Never {
+        return PodPhase::Failed;
+    }
+    if pending_init > 0 || waiting > 0 {
+        return PodPhase::Pending;
+    }
+    if running > 0 && unknown == 0 {
+        return PodPhase::Running;
+    }
+    if running == 0 && stopped > 0 && unknown == 0 {
+        if pod_is_terminal || policy != RestartPolicy::Always {
+            if stopped == succeeded {
+                return PodPhase::Succeeded;
+            }
+            if pod_is_terminal || policy == RestartPolicy::Never {
+                return PodPhase::Failed;
+            }
+        }
+        // Always: restarting; OnFailure with a failure: restarting.
+        return PodPhase::Running;
+    }
+    PodPhase::Pending
+}
+
+impl PodStatus {
+    /// Sets the four conditions the kubelet maintains from the container statuses and the
+    /// phase (`pkg/kubelet/status/generate.go`), re-derived. `sandbox_ready`: the pod's
+    /// namespaces (and network, when there is one) are set up. No readiness gates.
+    pub fn refresh_conditions(&mut self, spec: &PodSpec, sandbox_ready: bool, now: SystemTime) {
+        use ConditionStatus::{False, True};
+        let done = self.phase == PodPhase::Succeeded;
+        let bool_status = |b: bool| if b { True } else { False };
+        self.set_condition(
+            PodConditionType::PodReadyToStartContainers,
+            bool_status(sandbox_ready),
+            None,
+            None,
+            now,
+        );
+
+        // Initialized: every init container completed (sidecars: started), or an app
+        // container already started once.
+        let any_app_started = self.container_statuses.iter().any(|c| {
+            c.state.running.is_some() || c.state.terminated.is_some() || c.restart_count > 0
+        });
+        let mut incomplete = Vec::new();
+        for c in &spec.init_containers {
+            let cs = self
+                .init_container_statuses
+                .iter()
+                .find(|s| s.name == c.name);
+            let complete = match (cs, c.restart_policy == Some(RestartPolicy::Always)) {
+                (None, _) => false,
+                (Some(cs), true) => cs.started == Some(true),
+                (Some(cs), false) => cs
+                    .state
+                    .terminated
+                    .as_ref()
+                    .is_some_and(|t| t.exit_code == 0),
+            };
+            if !complete {
+                incomplete.push(c.name.as_str());
+            }
+        }
+        let (st, why, msg) = if any_app_started || incomplete.is_empty() {
+            (True, None, None)
+        } else if done {
+            (False, Some(reason::POD_COMPLETED), None)
+        } else {
+            let m = format!(
+                "containers with incomplete status: [{}]",
+                incomplete.join(" ")
+            );
+            (False, Some(reason::CONTAINERS_NOT_INITIALIZED), Some(m))
+        };
+        self.set_condition(PodConditionType::Initialized, st, why, msg.as_deref(), now);
+
+        // ContainersReady and Ready: every sidecar and app container ready.
+        let mut unready = Vec::new();
+        let sidecars = spec
+            .init_containers
+            .iter()
+            .filter(|c| c.restart_policy == Some(RestartPolicy::Always))
+            .map(|c| (c, &self.init_container_statuses));
+        let apps = spec
+            .containers
+            .iter()
+            .map(|c| (c, &self.container_statuses));
+        for (c, list) in sidecars.chain(apps) {
+            if !list.iter().any(|s| s.name == c.name && s.ready) {
+                unready.push(c.name.as_str());
+            }
+        }
+        let (st, why, msg) = if done {
+            (False, Some(reason::POD_COMPLETED), None)
+        } else if unready.is_empty() {
+            (True, None, None)
+        } else {
+            let m = format!("containers with unready status: [{}]", unready.join(" "));
+            (False, Some(reason::CONTAINERS_NOT_READY), Some(m))
+        };
+        // Kubernetes lists Ready before ContainersReady.
+        self.set_condition(PodConditionType::Ready, st, why, msg.as_deref(), now);
+        self.set_condition(
+            PodConditionType::ContainersReady,
+            st,
+            why,
+            msg.as_deref(),
+            now,
+        );
+    }
+}
+
 /// The READY, STATUS and RESTARTS cells of `kubectl get pods`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PodColumns {

@@ -43,7 +43,7 @@ fn cs(name: &str, state: &str, restarts: i32, ago: Option<u64>) -> ContainerStat
         "run" | "run!" => {
             st.state = ContainerState::running(now());
             st.ready = parts[0] == "run!";
-            st.started = Some(true);
+            st.started = Some(st.ready); // `run`: still in its startup
         }
         "wait" => st.state = ContainerState::waiting(parts[1], None),
         "term" => {
@@ -284,4 +284,113 @@ fn history_keeps_the_last_n() {
     assert_eq!(h.terminations[9].restart_count, 14);
     let v = serde_json::to_value(&h).unwrap();
     assert_eq!(v["terminations"][0]["finishedAt"], "2023-11-14T22:11:45Z");
+}
+
+fn with_policy(mut s: PodSpec, p: RestartPolicy) -> PodSpec {
+    s.restart_policy = Some(p);
+    s
+}
+
+#[test]
+fn pod_phase_table() {
+    use PodPhase::*;
+    use RestartPolicy::{Always, Never, OnFailure};
+    let one = |p| with_policy(spec(&[], &["app"]), p);
+    let two = |p| with_policy(spec(&[], &["a", "b"]), p);
+    let inits = |p| with_policy(spec(&[("i1", false)], &["app"]), p);
+    let side = |p| with_policy(spec(&[("side", true)], &["app"]), p);
+    let st = |init, app| status(Pending, init, app, &[]);
+
+    #[rustfmt::skip]
+    let cases: Vec<(&str, PodSpec, PodStatus, bool, PodPhase)> = vec![
+        ("nothing yet", one(Always), st(vec![], vec![]), false, Pending),
+        ("creating", one(Always), st(vec![], vec![cs("app", "wait:ContainerCreating", 0, None)]), false, Pending),
+        ("running", one(Always), st(vec![], vec![cs("app", "run", 0, None)]), false, Running),
+        ("crash loop under Always", one(Always), st(vec![], vec![cs("app", "wait:CrashLoopBackOff", 2, Some(5))]), false, Running),
+        ("exited 0 under Always: restarting", one(Always), st(vec![], vec![cs("app", "term:0:Completed", 0, None)]), false, Running),
+        ("exited 0 under OnFailure", one(OnFailure), st(vec![], vec![cs("app", "term:0:Completed", 0, None)]), false, Succeeded),
+        ("failed under OnFailure: restarting", one(OnFailure), st(vec![], vec![cs("app", "term:1:Error", 0, None)]), false, Running),
+        ("failed under Never", one(Never), st(vec![], vec![cs("app", "term:1:Error", 0, None)]), false, Failed),
+        ("one done, one running", two(Never), st(vec![], vec![cs("a", "term:0:Completed", 0, None), cs("b", "run", 0, None)]), false, Running),
+        ("both done, one failed, Never", two(Never), st(vec![], vec![cs("a", "term:0:Completed", 0, None), cs("b", "term:137:OOMKilled", 0, None)]), false, Failed),
+        ("terminal pod under Always, all 0", one(Always), st(vec![], vec![cs("app", "term:0:Completed", 0, None)]), true, Succeeded),
+        ("terminal pod under Always, failure", one(Always), st(vec![], vec![cs("app", "term:143:Error", 0, None)]), true, Failed),
+        ("init running", inits(Always), st(vec![cs("i1", "run", 0, None)], vec![cs("app", "wait:PodInitializing", 0, None)]), false, Pending),
+        ("init failed, Never", inits(Never), st(vec![cs("i1", "term:1:Error", 0, None)], vec![cs("app", "wait:PodInitializing", 0, None)]), false, Failed),
+        ("init failed, retrying", inits(Always), st(vec![cs("i1", "wait:CrashLoopBackOff", 1, Some(3))], vec![cs("app", "wait:PodInitializing", 0, None)]), false, Pending),
+        ("init done, app running", inits(Always), st(vec![cs("i1", "term:0:Completed", 0, None)], vec![cs("app", "run", 0, None)]), false, Running),
+        ("sidecar not started yet", side(Always), st(vec![cs("side", "run", 0, None)], vec![cs("app", "wait:PodInitializing", 0, None)]), false, Pending),
+        ("sidecar not started, no app status", side(Always), st(vec![cs("side", "run", 0, None)], vec![]), false, Pending),
+        ("sidecar started, app running", side(Never), st(vec![cs("side", "run!", 0, None)], vec![cs("app", "run", 0, None)]), false, Running),
+        ("app done, sidecar stopped", side(Never), st(vec![cs("side", "term:143:Error", 0, None)], vec![cs("app", "term:0:Completed", 0, None)]), false, Succeeded),
+    ];
+    for (name, spec, st, terminal, want) in cases {
+        assert_eq!(compute_pod_phase(&spec, &st, terminal), want, "{name}");
+    }
+}
+
+#[test]
+fn conditions_from_containers() {
+    use ConditionStatus::{False, True};
+    use PodConditionType::*;
+    let get = |st: &PodStatus, t| {
+        let c = st.condition(t).unwrap();
+        (c.status, c.reason.clone(), c.message.clone())
+    };
+    let sp = spec(&[("i1", false), ("side", true)], &["app"]);
+
+    let mut st = status(
+        PodPhase::Pending,
+        vec![
+            cs("i1", "run", 0, None),
+            cs("side", "wait:PodInitializing", 0, None),
+        ],
+        vec![cs("app", "wait:PodInitializing", 0, None)],
+        &[],
+    );
+    st.refresh_conditions(&sp, true, now());
+    let order: Vec<PodConditionType> = st.conditions.iter().map(|c| c.type_).collect();
+    assert_eq!(
+        order,
+        [
+            PodReadyToStartContainers,
+            Initialized,
+            Ready,
+            ContainersReady
+        ]
+    );
+    assert_eq!(get(&st, PodReadyToStartContainers).0, True);
+    assert_eq!(
+        get(&st, Initialized),
+        (
+            False,
+            Some("ContainersNotInitialized".into()),
+            Some("containers with incomplete status: [i1 side]".into())
+        )
+    );
+    assert_eq!(
+        get(&st, Ready),
+        (
+            False,
+            Some("ContainersNotReady".into()),
+            Some("containers with unready status: [side app]".into())
+        )
+    );
+
+    st.init_container_statuses = vec![
+        cs("i1", "term:0:Completed", 0, None),
+        cs("side", "run!", 0, None),
+    ];
+    st.container_statuses = vec![cs("app", "run!", 0, None)];
+    st.phase = PodPhase::Running;
+    st.refresh_conditions(&sp, true, now());
+    for t in [Initialized, Ready, ContainersReady] {
+        assert_eq!(get(&st, t), (True, None, None), "{t:?}");
+    }
+
+    st.phase = PodPhase::Succeeded;
+    st.refresh_conditions(&sp, false, now());
+    assert_eq!(get(&st, Ready), (False, Some("PodCompleted".into()), None));
+    assert_eq!(get(&st, PodReadyToStartContainers).0, False);
+    assert_eq!(get(&st, Initialized).0, True);
 }
