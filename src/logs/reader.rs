@@ -200,12 +200,24 @@ impl LogReader {
         if files.is_empty() {
             return Ok(r);
         }
-        let (idx, offset) = match r.opts.tail {
+        let (mut idx, mut offset) = match r.opts.tail {
             Some(n) => find_tail_start(&files, n)?,
             None => (0, 0),
         };
+        if let Some(since) = r.opts.since {
+            // Skip whole rotated parts whose last line is older than --since.
+            let first = skip_older_parts(&files, since)?;
+            if first > idx {
+                (idx, offset) = (first, 0);
+            }
+        }
         r.open_file(&files[idx].path, offset)?;
         Ok(r)
+    }
+
+    /// The container instance this reader follows.
+    pub fn restart_count(&self) -> u32 {
+        self.restart_count
     }
 
     /// Entries that could not be parsed and were skipped so far.
@@ -358,6 +370,39 @@ impl LogReader {
         }
         Ok(1)
     }
+}
+
+/// The index of the first file that may hold a line at or after `since`: rotated parts
+/// whose last entry is older are skipped (the current file never is).
+pub(super) fn skip_older_parts(files: &[LogFile], since: SystemTime) -> Result<usize, LogError> {
+    for (idx, f) in files.iter().enumerate() {
+        if !f.rotated {
+            return Ok(idx);
+        }
+        let read_err = |err| LogError::Read {
+            path: f.path.clone(),
+            err,
+        };
+        let file = File::open(&f.path).map_err(|err| LogError::Open {
+            path: f.path.clone(),
+            err,
+        })?;
+        let len = file.metadata().map_err(read_err)?.len();
+        let lo = len.saturating_sub(BLOCK as u64);
+        let mut buf = vec![0u8; (len - lo) as usize];
+        file.read_exact_at(&mut buf, lo).map_err(read_err)?;
+        let body = buf.strip_suffix(b"\n").unwrap_or(&buf);
+        let last = match body.iter().rposition(|b| *b == b'\n') {
+            Some(p) => &body[p + 1..],
+            None if lo == 0 => body,
+            None => return Ok(idx), // an entry longer than a block: not ours, read it
+        };
+        match parse_entry(last) {
+            Ok(e) if e.time < since => continue,
+            _ => return Ok(idx),
+        }
+    }
+    Ok(files.len().saturating_sub(1))
 }
 
 /// Where the last `n` lines of these files (oldest first) start: (file index, offset).

@@ -564,3 +564,43 @@ fn since_durations() {
         assert!(parse_since(bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn since_across_rotated_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut w = LogWriter::new(tmp.path(), 0, small(), t(0));
+    for i in 0..40 {
+        w.write(Stdout, format!("s{i:02}\n").as_bytes(), t(i));
+    }
+    assert!(list_files(tmp.path(), 0).unwrap().len() == 3);
+    let all = read_all(tmp.path(), 0, ReadOptions::default());
+    let first: u64 = all[1..3].parse().unwrap();
+    let files = list_files(tmp.path(), 0).unwrap();
+    let skip = |from| super::reader::skip_older_parts(&files, t(from)).unwrap();
+    assert_eq!((skip(0), skip(first), skip(39), skip(100)), (0, 0, 2, 2));
+    for from in [0, first, first + 1, first + 5, 36, 39, 40] {
+        let want: String = (from.max(first)..40)
+            .map(|i| format!("s{i:02}\n"))
+            .collect();
+        let got = read_all(
+            tmp.path(),
+            0,
+            ReadOptions {
+                since: Some(t(from)),
+                ..Default::default()
+            },
+        );
+        assert_eq!(got, want, "since {from}");
+        let tail2 = read_all(
+            tmp.path(),
+            0,
+            ReadOptions {
+                since: Some(t(from)),
+                tail: Some(2),
+                ..Default::default()
+            },
+        );
+        let want2: String = (from.max(38)..40).map(|i| format!("s{i:02}\n")).collect();
+        assert_eq!(tail2, want2, "since {from} tail 2");
+    }
+}
