@@ -1,10 +1,12 @@
 //! The shim's side: container output → CRI lines in rotated files.
 //!
-//! Must never block or stop the pod and never grow without bound: it holds at most one
-//! partial line (≤ [`MAX_LINE`]) per stream plus one line of scratch; a failed write (full
-//! disk, EIO) drops that line, counts it and carries on; a file that cannot be opened is
-//! retried at most once per [`RETRY_OPEN`]. Every method takes `now` (the wall-clock time the
-//! caller read once per batch) for timestamps, rotation names and retries.
+//! Must never stop the pod and never grow without bound: it holds at most one partial line
+//! (≤ [`MAX_LINE`]) per stream and one batch of encoded entries (≤ 32 KiB), written with one
+//! `write(2)` per call; a failed write (full disk, EIO) drops those lines, counts them and
+//! carries on; a file that cannot be opened is retried at most once per [`RETRY_OPEN`]. It
+//! writes synchronously to a regular file, as conmon does: no thread, no queue. Every method
+//! takes `now` (the wall-clock time the caller read once per batch) for timestamps, rotation
+//! names and retries.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -190,6 +192,12 @@ impl LogWriter {
     /// containerd does, so that readers show it without inventing a newline.
     pub fn close_stream(&mut self, stream: Stream, now: SystemTime) {
         self.flush(stream, now);
+    }
+
+    /// Both streams ended (the container exited): see [`LogWriter::close_stream`].
+    pub fn close(&mut self, now: SystemTime) {
+        self.close_stream(Stream::Stdout, now);
+        self.close_stream(Stream::Stderr, now);
     }
 
     fn emit_partial(&mut self, stream: Stream, tag: Tag, now: SystemTime) {
