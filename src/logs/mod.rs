@@ -15,6 +15,22 @@
 //! ```
 //! Line format: `2016-10-06T00:17:09.669794202Z stdout F text` (`P` for a fragment of a
 //! longer line). See docs/logs.md.
+//!
+//! How the shim uses it (one writer per container instance; `buf` is the shim's own fixed
+//! buffer, the pipes are non-blocking):
+//! ```text
+//! let mut w = LogWriter::new(&container_log_dir(..), restart_count, settings, SystemTime::now());
+//! on POLLIN of stdout: n = read(fd, &mut buf)  →  w.write(Stream::Stdout, &buf[..n], now)
+//! on EOF of a pipe:                               w.close_stream(stream, now)
+//! w.stats() → dropped lines/bytes, last error, for status and events
+//! ```
+//! And `podsup logs` (or the daemon serving it):
+//! ```text
+//! let n = compute_instance(&list_instances(&dir)?, previous).ok_or(..)?;
+//! let mut r = LogReader::open(&dir, n, ReadOptions { tail, since, timestamps })?;
+//! r.read_available(&mut stdout)?;            // everything asked for
+//! loop { wait (inotify/timer); r.read_available(&mut stdout)?; }   // -f
+//! ```
 
 pub mod format;
 mod reader;

@@ -14,6 +14,12 @@
 //! - the curve belongs to one container spec: a new spec (different [`BackoffKey`]) starts a
 //!   fresh curve.
 //!
+//! Use: on each exit that the restart policy says to restart,
+//! `st = compute_restart_after_exit(&settings, prev.as_ref(), compute_backoff_key(&spec), exited_at)`;
+//! while `st.is_backing_off(now)` the container is Waiting/CrashLoopBackOff with
+//! `st.compute_message(..)`; arm a timer for `st.not_before`; keep `st` as `prev`. Drop it
+//! (pass `None`) after `podsup restart`.
+//!
 //! Times are `Instant`s (CLOCK_MONOTONIC): edge devices often boot without a real-time clock
 //! and jump when NTP syncs; a wall-clock jump must neither release nor freeze a crash loop.
 
