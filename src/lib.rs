@@ -4,5 +4,7 @@
 
 pub mod cli;
 pub mod image;
+pub mod logs;
 pub mod manifest;
 pub mod model;
+pub mod plan;
