@@ -4,6 +4,7 @@
 //! a table-driven unit test (STYLE.md §2).
 
 pub mod backoff;
+pub mod reconcile;
 
 pub use backoff::{
     BackoffError, BackoffKey, BackoffSettings, BackoffState, compute_backoff_key,
