@@ -227,10 +227,12 @@ spec:
         compute_pod_action(&pod(&edit(BASE)), &pod(BASE))
     }
 
+    type Edit = Box<dyn Fn(&str) -> String>;
+
     #[test]
     fn smallest_disruption() {
         let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let table: Vec<(&str, Box<dyn Fn(&str) -> String>, Option<PodAction>)> = vec![
+        let table: Vec<(&str, Edit, Option<PodAction>)> = vec![
             ("same text", Box::new(|s: &str| s.to_string()), None),
             (
                 "same meaning",
