@@ -5,7 +5,9 @@
 pub mod cli;
 pub mod container;
 pub mod image;
+pub mod logs;
 pub mod manifest;
 pub mod model;
+pub mod plan;
 pub mod shim;
 pub mod sys;

@@ -7,6 +7,9 @@
 
 mod pod;
 mod quantity;
+mod status;
+pub mod time;
 
 pub use pod::*;
 pub use quantity::{Quantity, QuantityError};
+pub use status::*;
