@@ -396,9 +396,10 @@ fn check_host_path(volume: &str, path: &Path, type_: HostPathType) -> Result<(),
     if ok {
         Ok(())
     } else if let Err(e) = meta {
-        Err(fail(
-            format!("{}", std::io::Error::from(e.kind())).to_lowercase(),
-        ))
+        Err(fail(match e.raw_os_error() {
+            Some(errno) => sync::errno_text(errno),
+            None => e.to_string(),
+        }))
     } else {
         Err(fail(format!("is not a {type_:?}")))
     }
