@@ -1021,3 +1021,111 @@ spec:
     assert_eq!(r.status.code(), Some(1), "{r}");
     assert!(r.stderr.contains("subPath goes through a symlink"), "{r}");
 }
+
+#[test]
+fn privileged_and_allow_privilege_escalation() {
+    let Some(t) = PodTest::new("privileged_and_allow_privilege_escalation") else {
+        return;
+    };
+    let r = t.run(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: run-privileged
+spec:
+  restartPolicy: Never
+  containers:
+  - name: privileged
+    image: IMAGE
+    command: ["sh", "-c", "grep -E 'CapEff|NoNewPrivs' /proc/self/status; grep ' /sys ' /proc/mounts | cut -d' ' -f4 | cut -d, -f1"]
+    securityContext:
+      privileged: true
+  - name: escalate
+    image: IMAGE
+    command: ["sh", "-c", "grep NoNewPrivs /proc/self/status"]
+    securityContext:
+      allowPrivilegeEscalation: true
+"#,
+    );
+    assert!(r.status.success(), "{r}");
+    // All that podsup itself has (root may lack some capabilities on hardened machines).
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let all = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapPrm:\t"))
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        r.lines_of("privileged"),
+        vec![
+            format!("CapEff:\t{all}"),
+            "NoNewPrivs:\t0".into(),
+            "rw".into()
+        ],
+        "{r}"
+    );
+    assert_eq!(r.lines_of("escalate"), vec!["NoNewPrivs:\t0"], "{r}");
+}
+
+#[test]
+fn host_network_uses_the_host_hostname() {
+    let Some(t) = PodTest::new("host_network_uses_the_host_hostname") else {
+        return;
+    };
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let r = t.run(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: run-hostnet
+spec:
+  restartPolicy: Never
+  hostNetwork: true
+  containers:
+  - name: main
+    image: IMAGE
+    command: ["hostname"]
+"#,
+    );
+    assert!(r.status.success(), "{r}");
+    assert_eq!(r.lines_of("main"), vec![host.trim().to_string()], "{r}");
+}
+
+#[test]
+fn a_killed_shim_takes_its_containers_along() {
+    let Some(t) = PodTest::new("a_killed_shim_takes_its_containers_along") else {
+        return;
+    };
+    let manifest = t.manifest(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: run-shim-dies
+spec:
+  containers:
+  - name: main
+    image: IMAGE
+    command: ["sh", "-c", "echo ready; exec sleep 1000"]
+    securityContext:
+      runAsUser: 1000
+"#,
+    );
+    let mut child = t.command(&manifest).spawn().expect("spawn podsup run");
+    let _lines = wait_for_line(&mut child, "ready");
+    let pods: Vec<_> = std::fs::read_dir(t.dirs.run.join("pods"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(pods.len(), 1);
+    let shim = std::fs::read_to_string(pods[0].path().join("shim.pid")).unwrap();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-KILL", shim.trim()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let r = Run::wait(child, Duration::from_secs(10));
+    assert_eq!(r.status.code(), Some(3), "{r}");
+    assert!(r.stderr.contains("podsup shim was killed"), "{r}");
+}

@@ -15,7 +15,8 @@
 //!    are fds opened by the parent, mounted from `/proc/self/fd/N`), the read-only root, and
 //!    Docker's masked and read-only /proc paths. The old root stays attached until the last
 //!    bind mount (the kernel binds only from mounts in the caller's namespace), then goes.
-//! 7. `chdir(workingDir)`, `no_new_privs`, bounding set, groups/gid/uid, capability sets
+//! 7. `chdir(workingDir)`, `no_new_privs`, bounding set, groups/gid/uid, capability sets,
+//!    the parent-death signal once more (a uid change clears it)
 //! 8. `execve` over each candidate path (a `$PATH` search), or report and `_exit`
 //!
 //! No allocation, no locks, no logging, no panics: a failure is written to the sync pipe as
@@ -101,6 +102,19 @@ fn run(p: &Prepared) -> Result<Never, Fail> {
     let rc = unsafe { libc::chdir(p.workdir.as_ptr()) };
     check(rc, Stage::Chdir, &p.workdir)?;
     drop_privileges(p)?;
+    // Again: a change of uid or gid clears the parent-death signal (commit_creds in
+    // kernel/cred.c).
+    // SAFETY: prctl with integer arguments only.
+    let rc = unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+    check(rc, Stage::DeathSignal, c"PR_SET_PDEATHSIG")?;
     exec(p)
 }
 

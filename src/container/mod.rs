@@ -69,6 +69,9 @@ pub struct Sandbox {
     pub private_pid_ns: bool,
     pub fields: env::FieldValues,
     pub last_cap: u32,
+    /// The shim's own permitted set: a container can get no capability beyond it (root on
+    /// a hardened device may lack some, e.g. CAP_SYS_RESOURCE).
+    pub available_caps: u64,
 }
 
 /// Where one run of a container keeps its files.
@@ -815,7 +818,7 @@ pub fn prepare(
         }
     }
 
-    let caps = caps::compute_caps(sc, sandbox.last_cap)?;
+    let caps = caps::compute_caps(sc, sandbox.last_cap)? & sandbox.available_caps;
     let no_new_privs = !privileged && sc.and_then(|s| s.allow_privilege_escalation) != Some(true);
     let stop_name = container
         .lifecycle

@@ -138,9 +138,16 @@ pub fn main(spec_path: &Path, foreground: bool) -> Result<i32> {
     )
     .context("write shim.pid")?;
 
+    let run_dir = spec.run_dir.clone();
     let mut shim = Shim::new(spec)?;
     let result = shim.run(&sigfd);
-    let cleanup = shim.cleanup();
+    let mut cleanup = shim.cleanup();
+    drop(shim);
+    if foreground && cleanup.is_ok() {
+        // Nobody will read the pod's live state after a foreground run.
+        cleanup =
+            fs::remove_dir_all(&run_dir).with_context(|| format!("remove {}", run_dir.display()));
+    }
     let code = result?;
     cleanup?;
     Ok(code)
@@ -151,6 +158,18 @@ fn last_cap() -> u32 {
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(40)
+}
+
+/// CapPrm of this process, from /proc/self/status.
+fn own_permitted_caps() -> u64 {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapPrm:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(0)
 }
 
 fn host_resolv_conf(pod: &Pod) -> String {
@@ -339,6 +358,7 @@ impl Shim {
                     .unwrap_or_default(),
             },
             last_cap: last_cap(),
+            available_caps: own_permitted_caps(),
         };
         let mut ctrs = Vec::new();
         let inits = ps.init_containers.len();
