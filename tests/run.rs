@@ -808,6 +808,7 @@ spec:
     );
     let mut child = t.command(&manifest).spawn().expect("spawn podsup run");
     let lines = wait_for_line(&mut child, "ready");
+    let netns = shim_namespaces(&t);
     let pid = child.id().to_string();
     let start = Instant::now();
     assert!(
@@ -833,6 +834,44 @@ spec:
         "grace period not honoured: {elapsed:?}"
     );
     assert_eq!(r.status.code(), Some(1), "{r}");
+    for ns in netns {
+        assert_eq!(processes_in(&ns), Vec::<i32>::new(), "{ns} is still in use");
+    }
+}
+
+/// The pod's net, ipc and uts namespaces (as `/proc/<shim>/ns/*` links) while it runs.
+fn shim_namespaces(t: &PodTest) -> Vec<String> {
+    let pods: Vec<_> = std::fs::read_dir(t.dirs.run.join("pods"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(pods.len(), 1);
+    let shim = std::fs::read_to_string(pods[0].path().join("shim.pid")).unwrap();
+    let mut out = Vec::new();
+    for ns in ["net", "ipc", "uts"] {
+        let link = std::fs::read_link(format!("/proc/{}/ns/{ns}", shim.trim())).unwrap();
+        let mine = std::fs::read_link(format!("/proc/self/ns/{ns}")).unwrap();
+        assert_ne!(link, mine, "the pod has no {ns} namespace of its own");
+        out.push(link.display().to_string());
+    }
+    out
+}
+
+/// Pids of processes in the namespace `ns` (e.g. `net:[4026532281]`).
+fn processes_in(ns: &str) -> Vec<i32> {
+    let kind = ns.split(':').next().unwrap_or_default();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if let Ok(link) = std::fs::read_link(entry.path().join("ns").join(kind))
+            && link.display().to_string() == ns
+        {
+            found.push(pid);
+        }
+    }
+    found
 }
 
 #[test]

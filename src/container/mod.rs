@@ -170,8 +170,9 @@ pub struct Prepared {
     pub caps: u64,
     pub last_cap: u32,
     pub no_new_privs: bool,
-    argv: Vec<CString>,
-    envp: Vec<CString>,
+    /// Own the strings that `argv_ptrs`/`envp_ptrs` point into (never read directly).
+    _argv: Vec<CString>,
+    _envp: Vec<CString>,
     argv_ptrs: Vec<*const libc::c_char>,
     envp_ptrs: Vec<*const libc::c_char>,
     pub exec_candidates: Vec<CString>,
@@ -855,8 +856,8 @@ pub fn prepare(
         caps,
         last_cap: sandbox.last_cap,
         no_new_privs,
-        argv: argv_c,
-        envp: envp_c,
+        _argv: argv_c,
+        _envp: envp_c,
         argv_ptrs,
         envp_ptrs,
         exec_candidates,
@@ -894,15 +895,6 @@ pub fn parse_signal(s: &str) -> Option<nix::sys::signal::Signal> {
         format!("SIG{upper}")
     };
     nix::sys::signal::Signal::from_str(&name).ok()
-}
-
-impl Prepared {
-    /// Keeps the argv/env strings alive as long as the pointer arrays (they are used by the
-    /// child only); this accessor exists so the fields are not dead code.
-    pub fn argv(&self) -> &[CString] {
-        let _ = &self.envp;
-        &self.argv
-    }
 }
 
 /// Why a start failed.

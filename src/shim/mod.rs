@@ -173,12 +173,17 @@ fn own_permitted_caps() -> u64 {
 }
 
 fn host_resolv_conf(pod: &Pod) -> String {
-    let policy = pod.spec.dns_policy.unwrap_or_default();
-    let host = if policy == DnsPolicy::None {
+    let host = if pod.spec.dns_policy.unwrap_or_default() == DnsPolicy::None {
         String::new()
     } else {
         fs::read_to_string("/etc/resolv.conf").unwrap_or_default()
     };
+    compute_resolv_conf(&host, pod)
+}
+
+/// The pod's resolv.conf: the host's (unless `dnsPolicy: None`; ClusterFirst falls back to
+/// it too, as the kubelet does without cluster DNS) merged with `dnsConfig`. Pure.
+fn compute_resolv_conf(host: &str, pod: &Pod) -> String {
     let mut nameservers = Vec::new();
     let mut searches = Vec::new();
     let mut options: Vec<String> = Vec::new();
@@ -204,6 +209,7 @@ fn host_resolv_conf(pod: &Pod) -> String {
         }
     }
     let mut out = String::new();
+    // The resolver reads at most 3 nameservers (resolv.conf(5), MAXNS).
     for n in nameservers.iter().take(3) {
         out.push_str(&format!("nameserver {n}\n"));
     }
@@ -859,4 +865,59 @@ fn emit(name: &str, width: usize, line: &[u8]) {
     out.push(b'\n');
     // A closed terminal must not stop the pod.
     let _ = io::stdout().lock().write_all(&out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{PodDnsConfig, PodDnsConfigOption};
+
+    #[test]
+    fn resolv_conf_merges_dns_config() {
+        let mut pod = Pod {
+            api_version: "v1".into(),
+            kind: "Pod".into(),
+            metadata: Default::default(),
+            spec: Default::default(),
+        };
+        let host = "# comment\nnameserver 10.0.0.1\nsearch lan\noptions ndots:1 edns0\n";
+        assert_eq!(
+            compute_resolv_conf(host, &pod),
+            "nameserver 10.0.0.1\nsearch lan\noptions ndots:1 edns0\n"
+        );
+        pod.spec.dns_config = Some(PodDnsConfig {
+            nameservers: vec!["1.1.1.1".into()],
+            searches: vec!["svc.local".into()],
+            options: vec![PodDnsConfigOption {
+                name: "ndots".into(),
+                value: Some("5".into()),
+            }],
+        });
+        assert_eq!(
+            compute_resolv_conf(host, &pod),
+            "nameserver 10.0.0.1\nnameserver 1.1.1.1\nsearch lan svc.local\noptions edns0 ndots:5\n"
+        );
+        assert_eq!(
+            compute_resolv_conf("", &pod),
+            "nameserver 1.1.1.1\nsearch svc.local\noptions ndots:5\n"
+        );
+    }
+
+    #[test]
+    fn hosts_file_has_localhost_hostname_and_aliases() {
+        let mut pod = Pod {
+            api_version: "v1".into(),
+            kind: "Pod".into(),
+            metadata: Default::default(),
+            spec: Default::default(),
+        };
+        pod.spec.host_aliases = vec![crate::model::HostAlias {
+            ip: "10.1.2.3".into(),
+            hostnames: vec!["a".into(), "b".into()],
+        }];
+        let h = hosts_file(&pod, "web");
+        assert!(h.contains("127.0.0.1\tlocalhost\n"));
+        assert!(h.contains("127.0.0.1\tweb\n"));
+        assert!(h.ends_with("10.1.2.3\ta\tb\n"));
+    }
 }
