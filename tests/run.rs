@@ -1168,3 +1168,43 @@ spec:
     assert_eq!(r.status.code(), Some(3), "{r}");
     assert!(r.stderr.contains("podsup shim was killed"), "{r}");
 }
+
+#[test]
+fn sidecar_runs_beside_the_app_and_stops_after_it() {
+    let Some(t) = PodTest::new("sidecar_runs_beside_the_app_and_stops_after_it") else {
+        return;
+    };
+    let r = t.run(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: run-sidecar
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  volumes:
+  - name: data
+    emptyDir: {}
+  initContainers:
+  - name: shipper
+    image: IMAGE
+    restartPolicy: Always
+    command: ["sh", "-c", "touch /data/log; exec tail -F /data/log"]
+    volumeMounts: [{name: data, mountPath: /data}]
+  containers:
+  - name: app
+    image: IMAGE
+    command: ["sh", "-c", "sleep 0.5; echo shipped-line >> /data/log; sleep 0.5"]
+    volumeMounts: [{name: data, mountPath: /data}]
+"#,
+    );
+    // The sidecar (PID 1, deaf to SIGTERM) is killed after the grace period; it does not
+    // make the pod fail.
+    assert!(r.status.success(), "{r}");
+    assert_eq!(r.lines_of("shipper"), vec!["shipped-line"], "{r}");
+    assert!(
+        r.stderr
+            .contains("container \"shipper\" terminated by signal 9"),
+        "{r}"
+    );
+}

@@ -152,7 +152,14 @@ fn setup_stdio(p: &Prepared) -> Result<(), Fail> {
             libc::CLOSE_RANGE_CLOEXEC,
         )
     };
-    check(rc as libc::c_int, Stage::Stdio, c"close_range")
+    if rc < 0 {
+        // Before Linux 5.11: mark each fd the parent may have had open.
+        for fd in 3..=p.max_fd {
+            // SAFETY: F_SETFD on a number that may not be an open fd fails with EBADF only.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        }
+    }
+    Ok(())
 }
 
 fn opt_ptr(s: &Option<std::ffi::CString>) -> *const libc::c_char {

@@ -187,6 +187,8 @@ pub struct Prepared {
     pub argv_display: Vec<String>,
     /// Bind-mount sources; closed in the parent when the start is over.
     pub source_fds: Vec<OwnedFd>,
+    /// The highest fd the parent had open when preparing (for kernels without close_range).
+    pub max_fd: RawFd,
 }
 
 fn cstr(what: &str, s: impl AsRef<[u8]>) -> Result<CString, PrepareError> {
@@ -870,7 +872,19 @@ pub fn prepare(
         stop_signal,
         argv_display: argv,
         source_fds: sources.fds,
+        max_fd: highest_open_fd() + 16,
     })
+}
+
+fn highest_open_fd() -> RawFd {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .max()
+                .unwrap_or(1024)
+        })
+        .unwrap_or(1024)
 }
 
 /// 16 random hex digits from the kernel.

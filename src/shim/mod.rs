@@ -82,6 +82,8 @@ struct Ctr {
     restart_count: u32,
     last: Option<Terminated>,
     stop_signal: Signal,
+    /// The stop signal went out for the current start.
+    stop_sent: bool,
     tail: VecDeque<u8>,
     dirs: ContainerDirs,
     /// The last start's failure before exec, kept for the status.
@@ -385,6 +387,7 @@ impl Shim {
                 restart_count: 0,
                 last: None,
                 stop_signal: Signal::SIGTERM,
+                stop_sent: false,
                 tail: VecDeque::new(),
                 dirs: ContainerDirs {
                     rootfs: cdir_run.join("rootfs"),
@@ -427,8 +430,12 @@ impl Shim {
                 })
                 .collect();
             let plan = state::compute_plan(&views, self.stopping, now);
+            if !plan.stop.is_empty() && self.kill_at.is_none() {
+                // Sidecars get the same grace period as a stopping pod.
+                self.kill_at = Some(now + self.grace());
+            }
             for i in plan.stop {
-                self.signal_ctr(i, self.ctrs[i].stop_signal);
+                self.stop_ctr(i);
             }
             if let Some(code) = plan.result {
                 // Read what is still buffered in the pipes before leaving.
@@ -500,8 +507,7 @@ impl Shim {
             return;
         }
         self.stopping = true;
-        let grace = self.spec.pod.spec.termination_grace_period_seconds().max(0) as u64;
-        self.kill_at = Some(Instant::now() + Duration::from_secs(grace));
+        self.kill_at = Some(Instant::now() + self.grace());
         for c in &mut self.ctrs {
             if let Phase::Waiting { .. } = c.phase {
                 c.phase = Phase::Done {
@@ -510,7 +516,19 @@ impl Shim {
             }
         }
         for i in 0..self.ctrs.len() {
+            self.stop_ctr(i);
+        }
+    }
+
+    fn grace(&self) -> Duration {
+        Duration::from_secs(self.spec.pod.spec.termination_grace_period_seconds().max(0) as u64)
+    }
+
+    /// Sends the container its stop signal, once per start.
+    fn stop_ctr(&mut self, i: usize) {
+        if !self.ctrs[i].stop_sent && self.ctrs[i].phase == Phase::Running {
             self.signal_ctr(i, self.ctrs[i].stop_signal);
+            self.ctrs[i].stop_sent = true;
         }
     }
 
@@ -528,6 +546,7 @@ impl Shim {
                 c.pid = Some(pid);
                 c.phase = Phase::Running;
                 c.started_at = Some(now);
+                c.stop_sent = false;
             }
             Err(msg) => {
                 let name = self.ctrs[i].name.clone();

@@ -51,6 +51,14 @@ pub fn clone_fork(flags: u64) -> io::Result<Forked> {
             std::mem::size_of::<CloneArgs>(),
         )
     };
+    let rc = if rc == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+        // Kernels before 5.3 have no clone3: the classic clone with a NULL stack is a fork
+        // too (every other argument 0, so the per-architecture argument order is moot).
+        // SAFETY: as above; no CLONE_VM, no new stack.
+        unsafe { libc::syscall(libc::SYS_clone, flags | libc::SIGCHLD as u64, 0, 0, 0, 0) }
+    } else {
+        rc
+    };
     match rc {
         -1 => Err(io::Error::last_os_error()),
         0 => Ok(Forked::Child),
