@@ -77,7 +77,68 @@ fn resolve_images(root: &Path, pod: &Pod) -> Result<BTreeMap<String, ImageInfo>,
     Ok(out)
 }
 
+/// Features the manifest may hold that `podsup run` does not apply yet: said, not ignored.
+fn not_yet_applied(pod: &Pod) -> Vec<String> {
+    let mut out = Vec::new();
+    let spec = &pod.spec;
+    if spec.active_deadline_seconds.is_some() {
+        out.push("activeDeadlineSeconds is not enforced yet".to_string());
+    }
+    if spec.resources.as_ref().is_some_and(|r| !r.is_empty()) {
+        out.push("pod resources are not enforced yet (cgroups)".to_string());
+    }
+    let pod_seccomp = spec
+        .security_context
+        .as_ref()
+        .and_then(|s| s.seccomp_profile.as_ref());
+    if pod_seccomp.is_some() {
+        out.push("seccompProfile is not applied yet".to_string());
+    }
+    for (_, c) in spec.all_containers() {
+        let mut missing = Vec::new();
+        if c.liveness_probe.is_some() || c.readiness_probe.is_some() || c.startup_probe.is_some() {
+            missing.push("probes");
+        }
+        if let Some(l) = &c.lifecycle
+            && (l.post_start.is_some() || l.pre_stop.is_some())
+        {
+            missing.push("lifecycle hooks");
+        }
+        if !c.resources.is_empty() {
+            missing.push("resources (cgroups)");
+        }
+        if c.ports.iter().any(|p| p.host_port.is_some()) {
+            missing.push("hostPort");
+        }
+        if c.stdin || c.tty {
+            missing.push("stdin/tty");
+        }
+        if !c.restart_policy_rules.is_empty() {
+            missing.push("restartPolicyRules");
+        }
+        if c.security_context
+            .as_ref()
+            .is_some_and(|s| s.seccomp_profile.is_some())
+        {
+            missing.push("seccompProfile");
+        }
+        if !missing.is_empty() {
+            out.push(format!(
+                "container {:?}: not applied yet: {}",
+                c.name,
+                missing.join(", ")
+            ));
+        }
+    }
+    out
+}
+
 pub fn run(args: Args) -> CliResult {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(Failure::User(
+            "podsup run needs root (it creates namespaces and mounts)".into(),
+        ));
+    }
     let pods = manifest::load_file(&args.file).map_err(|e| Failure::User(e.to_string()))?;
     let pod = match <[Pod; 1]>::try_from(pods) {
         Ok([pod]) => pod,
@@ -90,6 +151,9 @@ pub fn run(args: Args) -> CliResult {
         }
     };
     let images = resolve_images(&args.root, &pod).map_err(Failure::User)?;
+    for w in not_yet_applied(&pod) {
+        log::warn!("{w}");
+    }
     let uid = new_uid()?;
     let run_dir = args.run.join("pods").join(&uid);
     let root_dir = args.root.join("pods").join(&uid);
