@@ -1208,3 +1208,48 @@ spec:
         "{r}"
     );
 }
+
+#[test]
+fn container_logs_in_cri_format_with_log_dir() {
+    let Some(t) = PodTest::new("container_logs_in_cri_format_with_log_dir") else {
+        return;
+    };
+    let manifest = t.manifest(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: run-logs
+spec:
+  restartPolicy: OnFailure
+  volumes:
+  - name: s
+    emptyDir: {}
+  containers:
+  - name: main
+    image: IMAGE
+    command: ["sh", "-c", "echo out-line; echo err-line >&2; if [ ! -e /s/again ]; then touch /s/again; exit 1; fi"]
+    volumeMounts: [{name: s, mountPath: /s}]
+"#,
+    );
+    let child = t
+        .command(&manifest)
+        .arg("--log-dir")
+        .arg(&t.dirs.log_dir)
+        .spawn()
+        .unwrap();
+    let r = Run::wait(child, Duration::from_secs(30));
+    assert!(r.status.success(), "{r}");
+    let pods: Vec<_> = std::fs::read_dir(&t.dirs.log_dir)
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(pods.len(), 1);
+    let name = pods[0].file_name().to_string_lossy().into_owned();
+    assert!(name.starts_with("default_run-logs_"), "{name}");
+    for restart in ["0.log", "1.log"] {
+        let text = std::fs::read_to_string(pods[0].path().join("main").join(restart)).unwrap();
+        let lines: Vec<&str> = text.lines().map(|l| l.split_once(' ').unwrap().1).collect();
+        assert!(lines.contains(&"stdout F out-line"), "{restart}: {text}");
+        assert!(lines.contains(&"stderr F err-line"), "{restart}: {text}");
+    }
+}

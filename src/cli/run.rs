@@ -35,6 +35,11 @@ pub struct Args {
     /// Live state of running pods
     #[arg(long, value_name = "DIR", default_value = "/run/podsup")]
     pub run: PathBuf,
+
+    /// Also write each container's output as CRI log files under DIR
+    /// (`DIR/<namespace>_<pod>_<uid>/<container>/<restart>.log`, what `podsup logs` reads)
+    #[arg(long, value_name = "DIR")]
+    pub log_dir: Option<PathBuf>,
 }
 
 /// A fresh pod UID (a random UUID, as the API server would assign).
@@ -155,9 +160,19 @@ pub fn run(args: Args) -> CliResult {
         log::warn!("{w}");
     }
     let uid = new_uid()?;
-    let run_dir = args.run.join("pods").join(&uid);
-    let root_dir = args.root.join("pods").join(&uid);
-    let result = run_pod(pod, images, &uid, &run_dir, &root_dir);
+    // The shim and the containers' mounts need absolute paths.
+    let run = std::path::absolute(&args.run).context("resolve --run")?;
+    let root = std::path::absolute(&args.root).context("resolve --root")?;
+    let run_dir = run.join("pods").join(&uid);
+    let root_dir = root.join("pods").join(&uid);
+    let result = run_pod(
+        pod,
+        images,
+        &uid,
+        &run_dir,
+        &root_dir,
+        args.log_dir.as_deref(),
+    );
     // The shim removes its dirs; this catches what a crashed shim left.
     for d in [&run_dir, &root_dir] {
         if let Err(e) = fs::remove_dir_all(d)
@@ -175,6 +190,7 @@ fn run_pod(
     uid: &str,
     run_dir: &Path,
     root_dir: &Path,
+    log_dir: Option<&Path>,
 ) -> CliResult {
     fs::create_dir_all(run_dir).with_context(|| format!("mkdir {}", run_dir.display()))?;
     fs::create_dir_all(root_dir).with_context(|| format!("mkdir {}", root_dir.display()))?;
@@ -191,6 +207,10 @@ fn run_pod(
         images,
         run_dir: run_dir.to_path_buf(),
         root_dir: root_dir.to_path_buf(),
+        log_dir: match log_dir {
+            Some(d) => Some(std::path::absolute(d).context("resolve --log-dir")?),
+            None => None,
+        },
     };
     let spec_path = ShimSpec::spec_path(run_dir);
     fs::write(

@@ -12,12 +12,14 @@
 
 pub mod state;
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
 use nix::errno::Errno;
@@ -32,6 +34,7 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use crate::container::{self, ContainerDirs, ImageInfo, Sandbox, Stdio, VolumeSource};
+use crate::logs::{self, LogSettings, LogWriter, Stream};
 use crate::model::{ContainerKind, DnsPolicy, Pod, StorageMedium, TerminationMessagePolicy};
 use state::{Phase, View};
 
@@ -47,6 +50,9 @@ pub struct ShimSpec {
     pub run_dir: PathBuf,
     /// `--root/pods/<uid>`
     pub root_dir: PathBuf,
+    /// Where to write container logs in the CRI format, if anywhere.
+    #[serde(default)]
+    pub log_dir: Option<PathBuf>,
 }
 
 impl ShimSpec {
@@ -94,6 +100,9 @@ struct Pump {
     ctr: usize,
     fd: OwnedFd,
     buf: Vec<u8>,
+    stream: Stream,
+    /// The CRI log of this container instance, shared by its two pipes.
+    log: Option<Rc<RefCell<LogWriter>>>,
 }
 
 struct Shim {
@@ -603,12 +612,26 @@ impl Shim {
         self.ctrs[i].stop_signal = prepared.stop_signal;
         let pid = container::spawn(&prepared).map_err(|e| e.to_string())?;
         drop(stdio);
-        for fd in [out_r, err_r] {
+        let log = self.spec.log_dir.as_ref().map(|dir| {
+            let meta = &pod.metadata;
+            let namespace = meta.namespace.as_deref().unwrap_or("default");
+            let dir =
+                logs::container_log_dir(dir, namespace, &meta.name, &self.spec.uid, &cspec.name);
+            Rc::new(RefCell::new(LogWriter::new(
+                &dir,
+                self.ctrs[i].restart_count,
+                LogSettings::default(),
+                SystemTime::now(),
+            )))
+        });
+        for (fd, stream) in [(out_r, Stream::Stdout), (err_r, Stream::Stderr)] {
             let _ = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
             self.pumps.push(Pump {
                 ctr: i,
                 fd,
                 buf: Vec::new(),
+                stream,
+                log: log.clone(),
             });
         }
         Ok(pid)
@@ -738,6 +761,13 @@ impl Shim {
                     break;
                 }
                 Ok(n) => {
+                    if let Some(log) = &self.pumps[i].log {
+                        log.borrow_mut().write(
+                            self.pumps[i].stream,
+                            &chunk[..n],
+                            SystemTime::now(),
+                        );
+                    }
                     let ctr = self.pumps[i].ctr;
                     let tail = &mut self.ctrs[ctr].tail;
                     tail.extend(&chunk[..n]);
@@ -770,6 +800,9 @@ impl Shim {
         }
         if eof {
             let p = self.pumps.remove(i);
+            if let Some(log) = &p.log {
+                log.borrow_mut().close_stream(p.stream, SystemTime::now());
+            }
             if !p.buf.is_empty() {
                 emit(&self.ctrs[p.ctr].name, self.prefix_width, &p.buf);
             }
