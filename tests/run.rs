@@ -1253,3 +1253,39 @@ spec:
         assert!(lines.contains(&"stderr F err-line"), "{restart}: {text}");
     }
 }
+
+#[test]
+fn image_stop_signal_is_used_to_stop() {
+    let Some(t) = PodTest::new("image_stop_signal_is_used_to_stop") else {
+        return;
+    };
+    let img = common::busybox_image(&t.dirs, "stopsig:1", &["--stop-signal", "SIGUSR1"]);
+    let manifest = t.manifest(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: run-stopsig
+spec:
+  terminationGracePeriodSeconds: 10
+  containers:
+  - name: main
+    image: {img}
+    command: ["sh", "-c", "trap 'echo got-usr1; exit 0' USR1; trap 'echo got-term; exit 0' TERM; echo ready; while true; do sleep 0.1; done"]
+"#
+    ));
+    let mut child = t.command(&manifest).spawn().expect("spawn podsup run");
+    let lines = wait_for_line(&mut child, "ready");
+    let start = Instant::now();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let r = Run::wait(child, Duration::from_secs(20));
+    let rest: Vec<String> = lines.iter().collect();
+    assert_eq!(rest, vec!["main | got-usr1"], "{r}");
+    assert!(start.elapsed() < Duration::from_secs(5), "{r}");
+    assert!(r.status.success(), "{r}");
+}

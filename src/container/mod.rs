@@ -924,6 +924,44 @@ pub enum SpawnError {
     Sync(std::io::Error),
 }
 
+/// How long the child may take from fork to exec. Its steps are local syscalls; a hung
+/// mount source (a dead NFS server behind a hostPath) must not freeze the shim's loop.
+const SETUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Reads the sync pipe to EOF, for at most [`SETUP_TIMEOUT`].
+fn read_sync(rd: OwnedFd, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let deadline = std::time::Instant::now() + SETUP_TIMEOUT;
+    let mut file = std::fs::File::from(rd);
+    let mut chunk = [0u8; 2048];
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("container setup took longer than {SETUP_TIMEOUT:?}"),
+            ));
+        }
+        let ms = PollTimeout::try_from(left.as_millis().min(60_000) as i32 + 1)
+            .unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(
+            std::os::fd::AsFd::as_fd(&file),
+            PollFlags::POLLIN,
+        )];
+        match poll(&mut fds, ms) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+            Ok(_) => {}
+            Err(e) => return Err(e.into()),
+        }
+        match file.read(&mut chunk) {
+            Ok(0) => return Ok(()),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Forks the container and waits until it has exec'd (or failed before).
 ///
 /// The caller must be single-threaded (the shim) and put the returned pid in its table
@@ -942,8 +980,7 @@ pub fn spawn(p: &Prepared) -> Result<Pid, SpawnError> {
         sys::Forked::Parent(pid) => {
             drop(wr);
             let mut buf = Vec::new();
-            let mut file = std::fs::File::from(rd);
-            let read = file.read_to_end(&mut buf);
+            let read = read_sync(rd, &mut buf);
             if let Some(f) = sync::decode(&buf) {
                 let _ = nix::sys::wait::waitpid(pid, None);
                 return Err(SpawnError::Child(f));
