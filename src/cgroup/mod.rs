@@ -379,9 +379,27 @@ impl Cgroup {
         self.read_u64(V1Controller::Pids, "pids.current")
     }
 
-    /// How often a fork failed at `pids.max` (`pids.events` `max`).
+    /// How often a fork in this group or below failed at a `pids.max` (`pids.events`
+    /// `max`). Kernels with `pids.events.local` (Linux ≥ 6.13 on v2) count hierarchically
+    /// in the group whose limit was hit, and the group's own file is read; older kernels
+    /// and v1 count in the forking task's group, so the subtree's counters are summed.
     pub fn pids_events_max(&self) -> Result<u64, Error> {
-        self.read_key(V1Controller::Pids, "pids.events", "max")
+        let dir = self
+            .dir(V1Controller::Pids)
+            .ok_or_else(|| Error::Unsupported("cgroup controller pids".into()))?;
+        if dir.join("pids.events.local").exists() {
+            return self.read_key(V1Controller::Pids, "pids.events", "max");
+        }
+        let mut total = 0;
+        for d in walk(&dir)? {
+            let p = d.join("pids.events");
+            let text = read_file(&p)?;
+            total += stats::parse_flat_keyed(&text, "max").ok_or_else(|| Error::Parse {
+                path: p,
+                detail: "no max line".into(),
+            })?;
+        }
+        Ok(total)
     }
 
     fn file(&self, c: V1Controller, name: &str) -> Result<PathBuf, Error> {
