@@ -526,3 +526,107 @@ fn remove_waits_and_removes_everything() {
     assert!(!pod.exists());
     g.finish();
 }
+
+/// The cgroup2 code paths on the real kernel: on a hybrid host, the cgroup2 mount (with no
+/// controllers of ours) is used as if it were a pure v2 machine: create, join, populated,
+/// `cgroup.events` watch, `cgroup.kill`, remove; limits fail cleanly without controllers.
+#[test]
+fn v2_paths_on_the_cgroup2_mount() {
+    if !require_root("v2_paths_on_the_cgroup2_mount") {
+        return;
+    }
+    let host = Layout::detect().unwrap();
+    let Some(unified) = host.unified.clone() else {
+        eprintln!("skipped v2_paths_on_the_cgroup2_mount: no cgroup2 mount");
+        return;
+    };
+    let layout = Layout {
+        mode: Mode::V2,
+        v1: Default::default(),
+        unified: Some(unified.clone()),
+    };
+    let mut g = Guard::with_layout(layout);
+    let pod = g.cgs.pod("uid8").unwrap();
+    let ctr = pod.child("c").unwrap();
+    ctr.create().unwrap();
+    assert_eq!(g.cgs.pods().unwrap(), vec!["uid8".to_string()]);
+    assert_eq!(ctr.populated().unwrap(), Some(false));
+    let watch = ctr.events_watch().unwrap();
+
+    let pid = g.spawn_joined(&ctr, &["sleep", "300"]);
+    assert!(
+        watch.wait(Duration::from_secs(5)).unwrap(),
+        "no cgroup.events change"
+    );
+    watch.drain().unwrap();
+    assert_eq!(ctr.populated().unwrap(), Some(true));
+    assert_eq!(pod.populated().unwrap(), Some(true));
+    let lines = parse_proc_cgroup(&read(Path::new(&format!("/proc/{pid}/cgroup"))));
+    assert_eq!(
+        compute_proc_cgroup_path(&lines, None),
+        Some(format!("/{}", ctr.rel().display()).as_str())
+    );
+
+    pod.kill_all(Duration::from_secs(5)).unwrap();
+    assert_eq!(g.child(pid).wait().unwrap().signal(), Some(9));
+    assert!(watch.wait(Duration::from_secs(5)).unwrap());
+    assert!(wait_until(Duration::from_secs(2), || ctr
+        .populated()
+        .unwrap()
+        == Some(false)));
+
+    if !unified.join("cgroup.controllers").exists()
+        || !read(&unified.join("cgroup.subtree_control")).contains("memory")
+    {
+        // No memory controller in this cgroup2 hierarchy: the error names the file and
+        // the value, and create_with leaves nothing behind.
+        let other = pod.child("limited").unwrap();
+        let e = other
+            .create_with(&Limits {
+                memory_bytes: Some(1 << 25),
+                ..Default::default()
+            })
+            .unwrap_err();
+        let msg = e.to_string();
+        eprintln!("expected error: {msg}");
+        assert!(
+            msg.contains("controller memory") && msg.contains("memory.max"),
+            "{msg}"
+        );
+        assert!(!other.exists());
+    }
+    g.finish();
+}
+
+#[test]
+fn create_container_and_list_pods() {
+    if !require_root("create_container_and_list_pods") {
+        return;
+    }
+    let g = Guard::new();
+    assert!(g.cgs.pods().unwrap().is_empty());
+    let spec = PodSpec::default();
+    let p1 = g.cgs.create_pod("b-2", &spec).unwrap();
+    g.cgs.create_pod("a-1", &spec).unwrap();
+    assert_eq!(
+        g.cgs.pods().unwrap(),
+        vec!["a-1".to_string(), "b-2".to_string()]
+    );
+    let c = p1
+        .create_container(&Container {
+            name: "web".into(),
+            resources: resources(&[("memory", "64Mi")], &[]),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(c.read_limits().unwrap().memory_bytes, Some(64 << 20));
+    // A bad name never reaches the filesystem.
+    assert!(
+        p1.create_container(&Container {
+            name: "../x".into(),
+            ..Default::default()
+        })
+        .is_err()
+    );
+    g.finish();
+}

@@ -52,6 +52,20 @@ fn need(cg: &Cgroup, c: V1Controller) -> Result<(PathBuf, PathBuf), Error> {
     Ok((dir, root))
 }
 
+/// cgroups-rs opens files with `File::create` (O_CREAT): on cgroupfs a missing file then
+/// fails with a misleading EACCES, elsewhere it would create a plain file. So check first.
+fn check(dir: &Path, controller: &'static str, file: &'static str) -> Result<(), Error> {
+    if dir.join(file).exists() {
+        Ok(())
+    } else {
+        Err(Error::ControllerMissing {
+            path: dir.to_path_buf(),
+            controller,
+            file,
+        })
+    }
+}
+
 pub(super) fn apply(cg: &Cgroup, l: &Limits) -> Result<(), Error> {
     let v2 = cg.layout.mode == Mode::V2;
     if let Some(bytes) = l.memory_bytes {
@@ -64,6 +78,7 @@ pub(super) fn apply(cg: &Cgroup, l: &Limits) -> Result<(), Error> {
     }
     if let Some(n) = l.pids_max {
         let (dir, root) = need(cg, V1Controller::Pids)?;
+        check(&dir, "pids", "pids.max")?;
         PidController::new(dir.clone(), root, v2)
             .set_pid_max(MaxValue::Value(n))
             .map_err(wrap(&dir, "pids.max", n.to_string()))?;
@@ -81,6 +96,7 @@ pub(super) fn apply_memory(dir: &Path, root: PathBuf, v2: bool, bytes: i64) -> R
     } else {
         "memory.limit_in_bytes"
     };
+    check(dir, "memory", limit_file)?;
     let set_limit = |mem: &MemController| {
         mem.set_limit(bytes)
             .map_err(wrap(dir, limit_file, bytes.to_string()))
@@ -125,6 +141,7 @@ pub(super) fn apply_cpu(
     shares: Option<u64>,
 ) -> Result<(), Error> {
     let cpu = CpuController::new(dir.to_path_buf(), root, v2);
+    check(dir, "cpu", if v2 { "cpu.weight" } else { "cpu.shares" })?;
     if let Some(q) = quota {
         if v2 {
             cpu.set_cfs_quota_and_period(Some(q), Some(CPU_PERIOD_US))
@@ -165,7 +182,8 @@ pub fn read_limits(cg: &Cgroup) -> Result<Limits, Error> {
             ))),
         }
     };
-    let unlimited_v1 = |v: Option<i64>| v.filter(|b| *b < (i64::MAX / 4096) * 4096 && *b >= 0);
+    // v1 shows "no limit" as PAGE_COUNTER_MAX pages, i.e. about 2^63 whatever the page size.
+    let unlimited_v1 = |v: Option<i64>| v.filter(|b| (0..1 << 62).contains(b));
     let memory_bytes = if v2 {
         stats::parse_max(&read(V1Controller::Memory, "memory.max")?)
     } else {
@@ -269,17 +287,36 @@ mod tests {
     }
 
     #[test]
-    fn errors_name_file_and_value() {
+    fn errors_name_the_missing_controller() {
         let t = tempfile::tempdir().unwrap();
         let d = t.path().join("gone");
         let e = apply_cpu(&d, d.clone(), false, None, Some(2)).unwrap_err();
-        let msg = e.to_string();
-        assert!(
-            msg.starts_with(&format!(
-                "write {}: \"2\": ENOENT",
-                d.join("cpu.shares").display()
-            )),
-            "{msg}"
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}: cgroup controller cpu is not enabled there (no cpu.shares)",
+                d.display()
+            )
+        );
+        assert!(!d.exists());
+    }
+
+    #[test]
+    fn errors_name_file_and_value() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        // A directory where the file should be: open for writing fails with EISDIR.
+        std::fs::create_dir(d.join("pids.max")).unwrap();
+        let e = PidController::new(d.to_path_buf(), d.to_path_buf(), false)
+            .set_pid_max(MaxValue::Value(7))
+            .map_err(wrap(d, "pids.max", "7".into()))
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "write {}: \"7\": EISDIR: Is a directory",
+                d.join("pids.max").display()
+            )
         );
     }
 }

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 pub use join::{JoinError, JoinFds};
 pub use layout::{Layout, Mode, V1Controller};
-pub use oom::OomWatch;
+pub use oom::Watch;
 pub use resources::{DEFAULT_PIDS_LIMIT, Limits, compute_container_limits, compute_pod_limits};
 pub use stats::CpuStat;
 
@@ -83,6 +83,12 @@ pub enum Error {
     Sys {
         step: &'static str,
         err: nix::errno::Errno,
+    },
+    #[error("{}: cgroup controller {controller} is not enabled there (no {file})", path.display())]
+    ControllerMissing {
+        path: PathBuf,
+        controller: &'static str,
+        file: &'static str,
     },
     #[error("{0} is not available on this machine")]
     Unsupported(String),
@@ -177,12 +183,37 @@ impl Cgroups {
         self.parent().child(&format!("pod{uid}"))
     }
 
-    /// Creates the pod's group with its limits (pids from the settings).
+    /// Creates the pod's group with its limits (pids from the settings). On failure
+    /// nothing is left behind.
     pub fn create_pod(&self, uid: &str, spec: &crate::model::PodSpec) -> Result<Cgroup, Error> {
         let cg = self.pod(uid)?;
-        cg.create()?;
-        cg.apply_limits(&compute_pod_limits(spec, self.config.pids_limit))?;
+        cg.create_with(&compute_pod_limits(spec, self.config.pids_limit))?;
         Ok(cg)
+    }
+
+    /// The uids of the pod groups that exist under the parent (in the first hierarchy),
+    /// for a daemon that cleans up after a dead shim from what is on disk.
+    pub fn pods(&self) -> Result<Vec<String>, Error> {
+        let Some(dir) = self.parent().dirs().into_iter().next() else {
+            return Ok(Vec::new());
+        };
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(err) => return Err(Error::Read { path: dir, err }),
+        };
+        let mut out: Vec<String> = entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()?
+                    .strip_prefix("pod")
+                    .map(str::to_string)
+            })
+            .collect();
+        out.sort();
+        Ok(out)
     }
 }
 
@@ -260,6 +291,53 @@ impl Cgroup {
             }
         }
         Ok(())
+    }
+
+    /// Creates the group and writes its limits; if that fails, removes what it created
+    /// (the original error is returned; a cleanup failure is logged).
+    pub fn create_with(&self, limits: &Limits) -> Result<(), Error> {
+        let existed = self.exists();
+        let r = self.create().and_then(|()| self.apply_limits(limits));
+        if let Err(e) = &r
+            && !existed
+            && let Err(c) = self.remove(Duration::from_millis(500))
+        {
+            log::warn!("after {e}: cleanup: {c}");
+        }
+        r
+    }
+
+    /// Creates a container's group under this pod group, with the container's limits.
+    pub fn create_container(&self, c: &crate::model::Container) -> Result<Cgroup, Error> {
+        let cg = self.child(&c.name)?;
+        cg.create_with(&compute_container_limits(&c.resources))?;
+        Ok(cg)
+    }
+
+    /// Whether any process is in this group or below, from the cgroup2 `cgroup.events`
+    /// `populated` (v2, or the hybrid tracking group). `None` without a cgroup2 group.
+    pub fn populated(&self) -> Result<Option<bool>, Error> {
+        let Some(d) = self.unified_dir() else {
+            return Ok(None);
+        };
+        let p = d.join("cgroup.events");
+        let text = read_file(&p)?;
+        match stats::parse_flat_keyed(&text, "populated") {
+            Some(v) => Ok(Some(v == 1)),
+            None => Err(Error::Parse {
+                path: p,
+                detail: "no populated line".into(),
+            }),
+        }
+    }
+
+    /// A pollable fd that becomes readable when `cgroup.events` changes (for example when
+    /// the last process leaves: `populated 0`). Needs a cgroup2 group (v2 or hybrid).
+    pub fn events_watch(&self) -> Result<Watch, Error> {
+        let d = self
+            .unified_dir()
+            .ok_or_else(|| Error::Unsupported("cgroup2 (cgroup.events)".into()))?;
+        Watch::inotify(&d.join("cgroup.events"))
     }
 
     /// Writes the limits (through cgroups-rs' controllers).
@@ -343,8 +421,8 @@ impl Cgroup {
     /// A pollable fd that becomes readable when the memory controller reports an OOM
     /// event for this group (v1 eventfd on `memory.oom_control`, v2 inotify on
     /// `memory.events`). A wakeup is a hint: compare [`Cgroup::oom_kill_count`].
-    pub fn oom_watch(&self) -> Result<OomWatch, Error> {
-        OomWatch::new(self)
+    pub fn oom_watch(&self) -> Result<Watch, Error> {
+        Watch::new(self)
     }
 
     /// How many processes the OOM killer killed in this group (v1 `memory.oom_control`

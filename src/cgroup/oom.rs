@@ -11,6 +11,7 @@
 
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::path::Path;
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -21,45 +22,28 @@ use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use super::{Cgroup, Error, Mode, V1Controller, write_file};
 
 enum Source {
-    V1 {
+    EventFd {
         efd: EventFd,
         /// Kept open for as long as the registration lives.
         _control: File,
     },
-    V2 {
-        inotify: Inotify,
-    },
+    Inotify(Inotify),
 }
 
-/// A pollable OOM notification for one group. Poll [`AsFd::as_fd`] for `POLLIN`, then
-/// call [`OomWatch::drain`] and read the counter.
-pub struct OomWatch {
+/// A pollable notification for one group: OOM events ([`Cgroup::oom_watch`]) or changes
+/// of `cgroup.events` ([`Cgroup::events_watch`]). Poll [`AsFd::as_fd`] for `POLLIN`, then
+/// call [`Watch::drain`] and read the counter or the file.
+pub struct Watch {
     source: Source,
 }
 
-impl OomWatch {
-    pub(super) fn new(cg: &Cgroup) -> Result<OomWatch, Error> {
+impl Watch {
+    pub(super) fn new(cg: &Cgroup) -> Result<Watch, Error> {
         let dir = cg
             .dir(V1Controller::Memory)
             .ok_or_else(|| Error::Unsupported("cgroup controller memory".into()))?;
         if cg.layout.mode == Mode::V2 {
-            let path = dir.join("memory.events");
-            let inotify =
-                Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).map_err(|err| {
-                    Error::Sys {
-                        step: "inotify_init",
-                        err,
-                    }
-                })?;
-            inotify
-                .add_watch(&path, AddWatchFlags::IN_MODIFY)
-                .map_err(|err| Error::Open {
-                    path: path.clone(),
-                    err: err.into(),
-                })?;
-            return Ok(OomWatch {
-                source: Source::V2 { inotify },
-            });
+            return Watch::inotify(&dir.join("memory.events"));
         }
         let control_path = dir.join("memory.oom_control");
         let control = File::open(&control_path).map_err(|err| Error::Open {
@@ -76,18 +60,39 @@ impl OomWatch {
             &dir.join("cgroup.event_control"),
             &format!("{} {}", efd.as_raw_fd(), control.as_raw_fd()),
         )?;
-        Ok(OomWatch {
-            source: Source::V1 {
+        Ok(Watch {
+            source: Source::EventFd {
                 efd,
                 _control: control,
             },
         })
     }
 
+    /// inotify `IN_MODIFY` on one cgroup2 interface file (`memory.events`,
+    /// `cgroup.events`): the kernel's `cgroup_file_notify` raises it on each change.
+    pub(super) fn inotify(path: &Path) -> Result<Watch, Error> {
+        let inotify =
+            Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).map_err(|err| {
+                Error::Sys {
+                    step: "inotify_init",
+                    err,
+                }
+            })?;
+        inotify
+            .add_watch(path, AddWatchFlags::IN_MODIFY)
+            .map_err(|err| Error::Open {
+                path: path.to_path_buf(),
+                err: err.into(),
+            })?;
+        Ok(Watch {
+            source: Source::Inotify(inotify),
+        })
+    }
+
     /// Consumes pending notifications without blocking. Returns whether there were any.
     pub fn drain(&self) -> Result<bool, Error> {
         match &self.source {
-            Source::V1 { efd, .. } => match efd.read() {
+            Source::EventFd { efd, .. } => match efd.read() {
                 Ok(n) => Ok(n > 0),
                 Err(Errno::EAGAIN) => Ok(false),
                 Err(err) => Err(Error::Sys {
@@ -95,7 +100,7 @@ impl OomWatch {
                     err,
                 }),
             },
-            Source::V2 { inotify } => match inotify.read_events() {
+            Source::Inotify(inotify) => match inotify.read_events() {
                 Ok(ev) => Ok(!ev.is_empty()),
                 Err(Errno::EAGAIN) => Ok(false),
                 Err(err) => Err(Error::Sys {
@@ -124,21 +129,21 @@ impl OomWatch {
     }
 }
 
-impl AsFd for OomWatch {
+impl AsFd for Watch {
     fn as_fd(&self) -> BorrowedFd<'_> {
         match &self.source {
-            Source::V1 { efd, .. } => efd.as_fd(),
-            Source::V2 { inotify } => inotify.as_fd(),
+            Source::EventFd { efd, .. } => efd.as_fd(),
+            Source::Inotify(inotify) => inotify.as_fd(),
         }
     }
 }
 
-impl std::fmt::Debug for OomWatch {
+impl std::fmt::Debug for Watch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match self.source {
-            Source::V1 { .. } => "eventfd",
-            Source::V2 { .. } => "inotify",
+            Source::EventFd { .. } => "eventfd",
+            Source::Inotify(_) => "inotify",
         };
-        write!(f, "OomWatch({kind} fd {})", self.as_fd().as_raw_fd())
+        write!(f, "cgroup::Watch({kind} fd {})", self.as_fd().as_raw_fd())
     }
 }
