@@ -567,13 +567,42 @@ fn v2_paths_on_the_cgroup2_mount() {
         Some(format!("/{}", ctr.rel().display()).as_str())
     );
 
-    pod.kill_all(Duration::from_secs(5)).unwrap();
+    assert_eq!(pod.kill_once().unwrap(), 1);
     assert_eq!(g.child(pid).wait().unwrap().signal(), Some(9));
     assert!(watch.wait(Duration::from_secs(5)).unwrap());
     assert!(wait_until(Duration::from_secs(2), || ctr
         .populated()
         .unwrap()
         == Some(false)));
+
+    // The v2 freezer path (kernels without cgroup.kill): cgroup.freeze, kill, thaw.
+    if ctr.unified_dir().unwrap().join("cgroup.freeze").exists() {
+        let sh = g.spawn_joined(
+            &ctr,
+            &[
+                "sh",
+                "-c",
+                "trap '' TERM; /bin/busybox sleep 300 & /bin/busybox sleep 301 & wait",
+            ],
+        );
+        assert!(wait_until(Duration::from_secs(5), || ctr
+            .procs()
+            .unwrap()
+            .len()
+            >= 3));
+        pod.kill_once_frozen().unwrap();
+        assert_eq!(g.child(sh).wait().unwrap().signal(), Some(9));
+        assert!(wait_until(Duration::from_secs(5), || ctr
+            .procs()
+            .unwrap()
+            .is_empty()));
+        let freeze = ctr.unified_dir().unwrap().join("cgroup.freeze");
+        assert_eq!(read(&freeze).trim(), "0", "left frozen");
+        assert_eq!(
+            read(&pod.unified_dir().unwrap().join("cgroup.freeze")).trim(),
+            "0"
+        );
+    }
 
     if !unified.join("cgroup.controllers").exists()
         || !read(&unified.join("cgroup.subtree_control")).contains("memory")

@@ -20,10 +20,6 @@ const FREEZE_WAIT: Duration = Duration::from_millis(500);
 
 pub(super) fn kill_all(cg: &Cgroup, timeout: Duration) -> Result<(), Error> {
     let start = Instant::now();
-    let kill_file = cg
-        .unified_dir()
-        .map(|d| d.join("cgroup.kill"))
-        .filter(|p| p.exists());
     let mut pause = Duration::from_millis(1);
     let mut round = 0;
     loop {
@@ -39,14 +35,24 @@ pub(super) fn kill_all(cg: &Cgroup, timeout: Duration) -> Result<(), Error> {
                 waited: start.elapsed(),
             });
         }
-        match &kill_file {
-            // After a few rounds, also freeze and kill: a process that is in the v1
-            // groups but not in the cgroup2 one (hybrid) is out of cgroup.kill's reach.
-            Some(k) if round <= 3 => write_file(k, "1")?,
-            _ => freeze_kill_thaw(cg)?,
-        }
+        // After a few rounds, freeze and kill as well: a process that is in the v1
+        // groups but not in the cgroup2 one (hybrid) is out of cgroup.kill's reach.
+        kill_round(cg, round > 3)?;
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// One round, without waiting for the processes to be gone: `cgroup.kill` if the kernel
+/// has it (unless `force_freezer`), else freeze, SIGKILL each, thaw.
+pub(super) fn kill_round(cg: &Cgroup, force_freezer: bool) -> Result<(), Error> {
+    let kill_file = cg
+        .unified_dir()
+        .map(|d| d.join("cgroup.kill"))
+        .filter(|p| p.exists());
+    match kill_file {
+        Some(k) if !force_freezer => write_file(&k, "1"),
+        _ => freeze_kill_thaw(cg),
     }
 }
 

@@ -400,6 +400,25 @@ impl Cgroup {
         kill::kill_all(self, timeout)
     }
 
+    /// One kill round without waiting (for a poll loop that then waits on
+    /// [`Cgroup::events_watch`] or its pidfds): SIGKILL to every process in this group and
+    /// below, by `cgroup.kill` or freeze/kill/thaw. Returns how many processes were there
+    /// before (0: nothing to do).
+    pub fn kill_once(&self) -> Result<usize, Error> {
+        let n = self.procs_recursive()?.len();
+        if n > 0 {
+            kill::kill_round(self, false)?;
+        }
+        Ok(n)
+    }
+
+    /// [`Cgroup::kill_once`] through the freezer even where `cgroup.kill` exists: the path
+    /// older kernels take, exposed so that the tests run it on new ones.
+    #[doc(hidden)]
+    pub fn kill_once_frozen(&self) -> Result<(), Error> {
+        kill::kill_round(self, true)
+    }
+
     /// Removes this group and every group below it, in every hierarchy, retrying `rmdir`
     /// on EBUSY until `timeout` (tasks linger briefly after SIGKILL). Missing is fine.
     pub fn remove(&self, timeout: Duration) -> Result<(), Error> {
