@@ -180,6 +180,12 @@ pub fn compute_layout(mounts: &[MountInfo]) -> Result<Layout, Error> {
             _ => {}
         }
     }
+    // A v1 mount of some controller next to a cgroup2 root that has the memory
+    // controller (a v2 host where someone mounted, say, a v1 freezer) is still v2: the
+    // hybrid layout is v1 for the controllers, memory first among them.
+    if unified.is_some() && !v1.contains_key(&V1Controller::Memory) {
+        v1.clear();
+    }
     let mode = match (v1.is_empty(), unified.is_some()) {
         (false, false) => Mode::V1,
         (false, true) => Mode::Hybrid,
@@ -274,6 +280,11 @@ mod tests {
 30 24 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot
 ";
 
+    const V2_STRAY_V1: &str = "\
+30 24 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw
+40 30 0:40 / /sys/fs/cgroup/freezer rw,relatime - cgroup cgroup rw,freezer
+";
+
     const V1_ONLY: &str = "\
 20 1 0:18 / /cg/mem rw - cgroup none rw,memory
 21 1 0:19 / /cg/cpu\\040x rw - cgroup none rw,cpu,cpuacct
@@ -337,6 +348,13 @@ mod tests {
                     (Cpuacct, "/cg/cpu x"),
                 ],
                 unified: None,
+            },
+            Case {
+                name: "v2 with a stray v1 freezer mount",
+                text: V2_STRAY_V1,
+                mode: Mode::V2,
+                v1: vec![],
+                unified: Some("/sys/fs/cgroup"),
             },
         ];
         for c in cases {
