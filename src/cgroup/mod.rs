@@ -170,7 +170,8 @@ impl Cgroups {
         &self.config
     }
 
-    /// The parent group itself (`<mount>/<parent>`).
+    /// The parent group itself (`<mount>/<parent>`). Its `remove` takes every pod's
+    /// group with it: for tests and a full teardown only.
     pub fn parent(&self) -> Cgroup {
         Cgroup {
             layout: self.layout.clone(),
@@ -753,6 +754,48 @@ mod tests {
         assert!(root.join("podsup").is_dir());
         // Removing again is fine.
         pod.remove(Duration::from_secs(1)).unwrap();
+    }
+
+    #[test]
+    fn join_writes_zero_into_every_procs_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let l = layout(Mode::Hybrid, root);
+        let cgs = Cgroups::new(l, Config::default()).unwrap();
+        let c = cgs.pod("u1").unwrap();
+        for d in c.dirs() {
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("cgroup.procs"), "").unwrap();
+        }
+        let join = c.open_join().unwrap();
+        assert_eq!(join.paths().len(), 5);
+        join.join_self().unwrap();
+        for d in c.dirs() {
+            assert_eq!(
+                std::fs::read_to_string(d.join("cgroup.procs")).unwrap(),
+                "0"
+            );
+        }
+        let e = join.error(JoinError {
+            index: 4,
+            errno: nix::errno::Errno::EBUSY,
+        });
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "write {}: \"0\": EBUSY: Device or resource busy",
+                root.join("unified/podsup/podu1/cgroup.procs").display()
+            )
+        );
+        // A missing group fails before the fork, naming the file.
+        let missing = cgs.pod("u2").unwrap();
+        assert!(
+            missing
+                .open_join()
+                .unwrap_err()
+                .to_string()
+                .starts_with("open ")
+        );
     }
 
     #[test]
