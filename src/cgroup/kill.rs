@@ -15,6 +15,8 @@ use nix::unistd::Pid;
 
 use super::{Cgroup, Error, Mode, V1Controller, read_file, stats, write_file};
 
+/// How long `cgroup.kill` alone gets before the freezer path is tried too.
+const KILL_FILE_GRACE: Duration = Duration::from_millis(200);
 /// The longest one freeze may take before podsup kills anyway.
 const FREEZE_WAIT: Duration = Duration::from_millis(500);
 
@@ -35,9 +37,11 @@ pub(super) fn kill_all(cg: &Cgroup, timeout: Duration) -> Result<(), Error> {
                 waited: start.elapsed(),
             });
         }
-        // After a few rounds, freeze and kill as well: a process that is in the v1
-        // groups but not in the cgroup2 one (hybrid) is out of cgroup.kill's reach.
-        kill_round(cg, round > 3)?;
+        // If cgroup.kill has not emptied the group after a while, freeze and kill as
+        // well: a process that is in the v1 groups but not in the cgroup2 one (hybrid)
+        // is out of its reach. Not at once: killed tasks take some time to exit, and
+        // freezing exiting tasks only slows things down.
+        kill_round(cg, round > 1 && start.elapsed() > KILL_FILE_GRACE)?;
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(50));
     }
