@@ -681,6 +681,16 @@ fn create_container_and_list_pods() {
         })
         .unwrap();
     assert_eq!(c.read_limits().unwrap().memory_bytes, Some(64 << 20));
+    // A daemon cleaning up after a dead shim: from the uid alone.
+    let mut g = g;
+    let pid = g.spawn_joined(&c, &["sleep", "300"]);
+    g.cgs.cleanup_pod("b-2", Duration::from_secs(5)).unwrap();
+    assert_eq!(g.child(pid).wait().unwrap().signal(), Some(9));
+    assert!(!p1.exists());
+    assert_eq!(g.cgs.pods().unwrap(), vec!["a-1".to_string()]);
+    g.cgs
+        .cleanup_pod("never-existed", Duration::from_secs(1))
+        .unwrap();
     // A bad name never reaches the filesystem.
     assert!(
         p1.create_container(&Container {

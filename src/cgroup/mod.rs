@@ -192,6 +192,15 @@ impl Cgroups {
         Ok(cg)
     }
 
+    /// Kills every process of a pod's groups and removes them, from what is on disk
+    /// alone (for a daemon cleaning up after a dead shim). A pod without groups is fine.
+    pub fn cleanup_pod(&self, uid: &str, timeout: Duration) -> Result<(), Error> {
+        let pod = self.pod(uid)?;
+        let start = Instant::now();
+        pod.kill_all(timeout)?;
+        pod.remove(timeout.saturating_sub(start.elapsed()))
+    }
+
     /// The uids of the pod groups that exist under the parent (in the first hierarchy),
     /// for a daemon that cleans up after a dead shim from what is on disk.
     pub fn pods(&self) -> Result<Vec<String>, Error> {

@@ -1,4 +1,4 @@
-//! OOM notification as one pollable fd, without a thread.
+//! OOM notification (and `cgroup.events` changes) as one pollable fd, without a thread.
 //!
 //! v1: an eventfd registered with `cgroup.event_control` for `memory.oom_control`
 //! (cgroup-v1/memory.rst "Memory thresholds" / "OOM Control"); the kernel also signals it
