@@ -2,6 +2,7 @@
 //!
 //! See ARCHITECTURE.md for the map of modules and the invariants they keep.
 
+pub mod cgroup;
 pub mod cli;
 pub mod container;
 pub mod image;

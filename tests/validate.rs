@@ -125,6 +125,12 @@ const CASES: &[(&str, &[&str])] = &[
         &["{f}: no Pod in this file (it is empty or has only comments)"],
     ),
     (
+        "pod-limit-below-container.yaml",
+        &[
+            "{f}:12:21: spec.containers[0].resources.limits[cpu]: Invalid value: \"1\": must be less than or equal to pod limit of 500m",
+        ],
+    ),
+    (
         "port-out-of-range.yaml",
         &[
             "{f}:10:22: spec.containers[0].ports[0].containerPort: Invalid value: 70000: must be between 1 and 65535, inclusive",

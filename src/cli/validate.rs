@@ -1,6 +1,5 @@
 //! `podsup validate PATH...`: load manifests exactly as the daemon would and report every error.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,34 +38,38 @@ pub fn run(args: Args) -> CliResult {
     }
 
     let mut report = String::new();
-    // The first file (in the order given, directories sorted by name) that declares a pod wins.
-    let mut owners: BTreeMap<PodKey, String> = BTreeMap::new();
+    let mut loaded = Vec::new();
     for file in &files {
         match manifest::load_file_located(file) {
-            Ok(pods) => {
-                let mut names = Vec::new();
-                for l in pods {
-                    let key = l.pod.key();
-                    if let Some(first) = owners.get(&key) {
-                        let d = Diagnostic {
-                            file: file.display().to_string(),
-                            pos: l.pos,
-                            path: "metadata.name".into(),
-                            message: format!(
-                                "pod {key} is already declared in {first}, which wins (the first file by name)"
-                            ),
-                        };
-                        errors.push(d.to_string());
-                    } else {
-                        owners.insert(key.clone(), file.display().to_string());
-                        names.push(key.to_string());
-                    }
-                }
-                if !args.quiet && !names.is_empty() {
-                    let _ = writeln!(report, "{}: ok ({})", file.display(), names.join(", "));
-                }
-            }
+            Ok(pods) => loaded.push((file.display().to_string(), pods)),
             Err(e) => errors.extend(e.diagnostics.iter().map(ToString::to_string)),
+        }
+    }
+    // The first file (in the order given, directories sorted by name) that declares a pod wins.
+    let keys: Vec<(String, Vec<PodKey>)> = loaded
+        .iter()
+        .map(|(f, pods)| (f.clone(), pods.iter().map(|l| l.pod.key()).collect()))
+        .collect();
+    let (_, dups) = manifest::files::compute_owners(&keys);
+    for (file, pods) in &loaded {
+        let mut names = Vec::new();
+        for l in pods {
+            let key = l.pod.key();
+            match dups.iter().find(|d| d.key == key && d.file == *file) {
+                Some(d) => errors.push(
+                    Diagnostic {
+                        file: file.clone(),
+                        pos: l.pos,
+                        path: "metadata.name".into(),
+                        message: format!("pod {key} is already declared in {}, which wins (the first file by name)", d.winner),
+                    }
+                    .to_string(),
+                ),
+                None => names.push(key.to_string()),
+            }
+        }
+        if !args.quiet && !names.is_empty() {
+            let _ = writeln!(report, "{file}: ok ({})", names.join(", "));
         }
     }
     out(&report)?;

@@ -27,9 +27,70 @@ pub fn select<'a>(names: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
     v
 }
 
+/// A pod declared by a file that lost to an earlier file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Duplicate<K> {
+    pub key: K,
+    /// The file that declares it too, and loses.
+    pub file: String,
+    /// The file that wins.
+    pub winner: String,
+}
+
+/// Decides which file owns each pod: the first file, in the order given (name order), wins;
+/// every later declaration is returned as a [`Duplicate`] to report.
+pub fn compute_owners<K: Ord + Clone>(
+    files: &[(String, Vec<K>)],
+) -> (std::collections::BTreeMap<K, String>, Vec<Duplicate<K>>) {
+    let mut owners = std::collections::BTreeMap::new();
+    let mut dups = Vec::new();
+    for (file, keys) in files {
+        for key in keys {
+            match owners.get(key) {
+                Some(winner) => dups.push(Duplicate {
+                    key: key.clone(),
+                    file: file.clone(),
+                    winner: String::clone(winner),
+                }),
+                None => {
+                    owners.insert(key.clone(), file.clone());
+                }
+            }
+        }
+    }
+    (owners, dups)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_file_wins() {
+        let files = vec![
+            ("a.yaml".to_string(), vec!["web", "db"]),
+            ("b.yaml".to_string(), vec!["web"]),
+            ("c.yaml".to_string(), vec!["cache", "db"]),
+        ];
+        let (owners, dups) = compute_owners(&files);
+        assert_eq!(owners["web"], "a.yaml");
+        assert_eq!(owners["cache"], "c.yaml");
+        assert_eq!(
+            dups,
+            vec![
+                Duplicate {
+                    key: "web",
+                    file: "b.yaml".into(),
+                    winner: "a.yaml".into()
+                },
+                Duplicate {
+                    key: "db",
+                    file: "c.yaml".into(),
+                    winner: "a.yaml".into()
+                },
+            ]
+        );
+    }
 
     #[test]
     fn selects_manifests_only() {

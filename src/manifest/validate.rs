@@ -481,6 +481,7 @@ fn validate_spec(v: &mut V, pod: &Pod) {
     }
     if let Some(r) = &spec.resources {
         validate_resources(v, "spec.resources", r);
+        validate_pod_resources(v, spec, r);
     }
 
     // Volumes.
@@ -703,6 +704,47 @@ fn validate_resources(v: &mut V, p: &str, r: &ResourceRequirements) {
                     "must be less than or equal to {name} limit of {}",
                     lim.as_str()
                 ),
+            );
+        }
+    }
+}
+
+/// Pod-level resources (KEP-2837): no container may be allowed more than the pod, and the
+/// pod's requests cover what its app containers request.
+fn validate_pod_resources(v: &mut V, spec: &PodSpec, r: &ResourceRequirements) {
+    for (name, pod_limit) in &r.limits {
+        for (list, field) in [
+            (&spec.init_containers, "initContainers"),
+            (&spec.containers, "containers"),
+        ] {
+            for (i, c) in list.iter().enumerate() {
+                if let Some(l) = c.resources.limits.get(name)
+                    && l > pod_limit
+                {
+                    v.invalid(
+                        format!("spec.{field}[{i}].resources.limits[{name}]"),
+                        l.as_str(),
+                        &format!(
+                            "must be less than or equal to pod limit of {}",
+                            pod_limit.as_str()
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    for (name, pod_req) in &r.requests {
+        let sum: i128 = spec
+            .containers
+            .iter()
+            .filter_map(|c| c.resources.requests.get(name))
+            .map(Quantity::nanos)
+            .sum();
+        if sum > pod_req.nanos() {
+            v.invalid(
+                format!("spec.resources.requests[{name}]"),
+                pod_req.as_str(),
+                "must be greater than or equal to the sum of the containers' requests",
             );
         }
     }
