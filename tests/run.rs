@@ -262,7 +262,7 @@ fn hostname_is_the_pod_name() {
     };
     let r = t.run(&one_container(
         "run-hostname",
-        "hostname; cat /etc/hostname; echo HOSTNAME=$HOSTNAME; grep run-hostname /etc/hosts",
+        "hostname; cat /etc/hostname; echo HOSTNAME=$HOSTNAME; grep run-hostname /etc/hosts; umask",
     ));
     assert!(r.status.success(), "{r}");
     let out = r.lines_of("main");
@@ -270,6 +270,7 @@ fn hostname_is_the_pod_name() {
     assert_eq!(out[1], "run-hostname", "{r}");
     assert_eq!(out[2], "HOSTNAME=run-hostname", "{r}");
     assert!(out[3].ends_with("run-hostname"), "{r}");
+    assert_eq!(out[4], "0022", "{r}");
 }
 
 #[test]

@@ -84,6 +84,10 @@ fn run(p: &Prepared) -> Result<Never, Fail> {
         )
     };
     check(rc, Stage::DeathSignal, c"PR_SET_PDEATHSIG")?;
+    // Docker's and runc's default: files the container creates are not group/world writable
+    // whatever umask podsup was started with.
+    // SAFETY: umask takes and returns a plain integer.
+    unsafe { libc::umask(0o022) };
     // SAFETY: plain syscall without pointers.
     let rc = unsafe { libc::setsid() };
     check(rc, Stage::Session, c"setsid")?;

@@ -130,6 +130,8 @@ pub fn main(spec_path: &Path, foreground: bool) -> Result<i32> {
     let text = fs::read(spec_path).with_context(|| format!("read {}", spec_path.display()))?;
     let spec: ShimSpec =
         serde_json::from_slice(&text).with_context(|| format!("parse {}", spec_path.display()))?;
+    // Do not keep the caller's working directory busy for the pod's lifetime.
+    std::env::set_current_dir("/").context("chdir /")?;
 
     let mut mask = SigSet::empty();
     for s in [
