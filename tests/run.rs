@@ -1077,7 +1077,7 @@ spec:
   containers:
   - name: privileged
     image: IMAGE
-    command: ["sh", "-c", "grep -E 'CapEff|NoNewPrivs' /proc/self/status; grep ' /sys ' /proc/mounts | cut -d' ' -f4 | cut -d, -f1"]
+    command: ["sh", "-c", "grep -E 'CapEff|NoNewPrivs' /proc/self/status; grep ' /sys ' /proc/mounts | cut -d' ' -f4 | cut -d, -f1; test -c /dev/loop-control && echo host-devices"]
     securityContext:
       privileged: true
   - name: escalate
@@ -1100,7 +1100,8 @@ spec:
         vec![
             format!("CapEff:\t{all}"),
             "NoNewPrivs:\t0".into(),
-            "rw".into()
+            "rw".into(),
+            "host-devices".into(),
         ],
         "{r}"
     );

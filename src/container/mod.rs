@@ -647,20 +647,34 @@ pub fn prepare(
     };
     // /proc first: the bind mounts below take their sources from /proc/self/fd.
     fs(&mut post, "/proc", "proc", nosuid_nodev_noexec, None)?;
-    fs(
-        &mut post,
-        "/dev",
-        "tmpfs",
-        libc::MS_NOSUID | libc::MS_STRICTATIME,
-        Some("mode=755,size=65536k"),
-    )?;
-    for dev in ["null", "zero", "full", "random", "urandom", "tty"] {
-        let target = Path::new("/dev").join(dev);
-        post.push(Step::Touch {
-            path: cpath(&target)?,
-        });
-        let (src, _) = sources.open(&Path::new("/dev").join(dev), None)?;
-        bind(&mut post, &src, &target, false, &format!("/dev/{dev}"))?;
+    if privileged {
+        // All of the host's devices, as Kubernetes gives a privileged container; its own
+        // /dev/pts, /dev/mqueue and /dev/shm are mounted over the host's below.
+        mkdirs(&mut post, root, Path::new("/dev"))?;
+        let (src, _) = sources.open(Path::new("/dev"), None)?;
+        bind(
+            &mut post,
+            &src,
+            Path::new("/dev"),
+            false,
+            "/dev (privileged)",
+        )?;
+    } else {
+        fs(
+            &mut post,
+            "/dev",
+            "tmpfs",
+            libc::MS_NOSUID | libc::MS_STRICTATIME,
+            Some("mode=755,size=65536k"),
+        )?;
+        for dev in ["null", "zero", "full", "random", "urandom", "tty"] {
+            let target = Path::new("/dev").join(dev);
+            post.push(Step::Touch {
+                path: cpath(&target)?,
+            });
+            let (src, _) = sources.open(&Path::new("/dev").join(dev), None)?;
+            bind(&mut post, &src, &target, false, &format!("/dev/{dev}"))?;
+        }
     }
     fs(
         &mut post,
