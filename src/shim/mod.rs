@@ -15,7 +15,7 @@ pub mod state;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, IsTerminal, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -88,6 +88,8 @@ struct Ctr {
     restart_count: u32,
     last: Option<Terminated>,
     stop_signal: Signal,
+    /// `name | ` as printed before each output line.
+    prefix: String,
     /// The stop signal went out for the current start.
     stop_sent: bool,
     tail: VecDeque<u8>,
@@ -110,7 +112,6 @@ struct Shim {
     sandbox: Sandbox,
     ctrs: Vec<Ctr>,
     pumps: Vec<Pump>,
-    prefix_width: usize,
     pause: Option<Pid>,
     stopping: bool,
     kill_at: Option<Instant>,
@@ -399,6 +400,7 @@ impl Shim {
                 last: None,
                 stop_signal: Signal::SIGTERM,
                 stop_sent: false,
+                prefix: String::new(),
                 tail: VecDeque::new(),
                 dirs: ContainerDirs {
                     rootfs: cdir_run.join("rootfs"),
@@ -409,14 +411,17 @@ impl Shim {
                 started_at: None,
             });
         }
-        let prefix_width = ctrs.iter().map(|c| c.name.len()).max().unwrap_or(0);
+        let names: Vec<String> = ctrs.iter().map(|c| c.name.clone()).collect();
+        let color = io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        for (c, p) in ctrs.iter_mut().zip(compute_prefixes(&names, color)) {
+            c.prefix = p;
+        }
         let devnull = OwnedFd::from(fs::File::open("/dev/null").context("open /dev/null")?);
         Ok(Shim {
             spec,
             sandbox,
             ctrs,
             pumps: Vec::new(),
-            prefix_width,
             pause,
             stopping: false,
             kill_at: None,
@@ -738,7 +743,7 @@ impl Shim {
         for p in &mut self.pumps {
             if !p.buf.is_empty() {
                 let line = std::mem::take(&mut p.buf);
-                emit(&self.ctrs[p.ctr].name, self.prefix_width, &line);
+                emit(&self.ctrs[p.ctr].prefix, &line);
             }
         }
     }
@@ -780,16 +785,12 @@ impl Shim {
                     p.buf.extend_from_slice(&chunk[..n]);
                     while let Some(pos) = p.buf.iter().position(|b| *b == b'\n') {
                         let line: Vec<u8> = p.buf.drain(..=pos).collect();
-                        emit(
-                            &self.ctrs[ctr].name,
-                            self.prefix_width,
-                            &line[..line.len() - 1],
-                        );
+                        emit(&self.ctrs[ctr].prefix, &line[..line.len() - 1]);
                     }
                     // Very long lines are cut, as the CRI log format does at 16 KiB.
                     if p.buf.len() >= 16 * 1024 {
                         let line = std::mem::take(&mut p.buf);
-                        emit(&self.ctrs[ctr].name, self.prefix_width, &line);
+                        emit(&self.ctrs[ctr].prefix, &line);
                     }
                 }
                 Err(Errno::EINTR) => continue,
@@ -806,7 +807,7 @@ impl Shim {
                 log.borrow_mut().close_stream(p.stream, SystemTime::now());
             }
             if !p.buf.is_empty() {
-                emit(&self.ctrs[p.ctr].name, self.prefix_width, &p.buf);
+                emit(&self.ctrs[p.ctr].prefix, &p.buf);
             }
         }
     }
@@ -911,10 +912,28 @@ fn tail_message(tail: &VecDeque<u8>) -> String {
     lines[start..].join("\n")
 }
 
+/// The `name | ` prefix of each container, names padded to one width and, on a terminal
+/// (unless NO_COLOR is set), coloured one colour per container as `docker compose up` does.
+fn compute_prefixes(names: &[String], color: bool) -> Vec<String> {
+    const COLORS: [u8; 6] = [36, 33, 32, 35, 34, 31];
+    let width = names.iter().map(|n| n.len()).max().unwrap_or(0);
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            if color {
+                format!("\x1b[{}m{n:<width$} |\x1b[0m ", COLORS[i % COLORS.len()])
+            } else {
+                format!("{n:<width$} | ")
+            }
+        })
+        .collect()
+}
+
 /// Prints one line of a container's output as `name | line`, like `docker compose up`.
-fn emit(name: &str, width: usize, line: &[u8]) {
-    let mut out = Vec::with_capacity(line.len() + width + 4);
-    out.extend_from_slice(format!("{name:<width$} | ").as_bytes());
+fn emit(prefix: &str, line: &[u8]) {
+    let mut out = Vec::with_capacity(line.len() + prefix.len() + 1);
+    out.extend_from_slice(prefix.as_bytes());
     out.extend_from_slice(line);
     out.push(b'\n');
     // A closed terminal must not stop the pod.
@@ -925,6 +944,19 @@ fn emit(name: &str, width: usize, line: &[u8]) {
 mod tests {
     use super::*;
     use crate::model::{PodDnsConfig, PodDnsConfigOption};
+
+    #[test]
+    fn prefixes_are_padded_and_coloured_on_request() {
+        let names = vec!["web".to_string(), "sidecar".to_string()];
+        assert_eq!(
+            compute_prefixes(&names, false),
+            vec!["web     | ", "sidecar | "]
+        );
+        assert_eq!(
+            compute_prefixes(&names, true)[1],
+            "\x1b[33msidecar |\x1b[0m "
+        );
+    }
 
     #[test]
     fn resolv_conf_merges_dns_config() {
