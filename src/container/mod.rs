@@ -184,7 +184,6 @@ pub struct Prepared {
     pub private_pid_ns: bool,
     /// The signal that stops this container (image StopSignal or SIGTERM).
     pub stop_signal: nix::sys::signal::Signal,
-    pub argv_display: Vec<String>,
     /// Bind-mount sources; closed in the parent when the start is over.
     pub source_fds: Vec<OwnedFd>,
     /// The highest fd the parent had open when preparing (for kernels without close_range).
@@ -884,7 +883,6 @@ pub fn prepare(
         stderr_fd: stdio.stderr.as_raw_fd(),
         private_pid_ns: sandbox.private_pid_ns,
         stop_signal,
-        argv_display: argv,
         source_fds: sources.fds,
         max_fd: highest_open_fd() + 16,
     })

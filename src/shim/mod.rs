@@ -94,8 +94,6 @@ struct Ctr {
     stop_sent: bool,
     tail: VecDeque<u8>,
     dirs: ContainerDirs,
-    /// The last start's failure before exec, kept for the status.
-    started_at: Option<Instant>,
 }
 
 struct Pump {
@@ -408,7 +406,6 @@ impl Shim {
                     work: cdir_root.join("work"),
                     termination_log: cdir_run.join("termination-log"),
                 },
-                started_at: None,
             });
         }
         let names: Vec<String> = ctrs.iter().map(|c| c.name.clone()).collect();
@@ -561,7 +558,6 @@ impl Shim {
                 let c = &mut self.ctrs[i];
                 c.pid = Some(pid);
                 c.phase = Phase::Running;
-                c.started_at = Some(now);
                 c.stop_sent = false;
             }
             Err(msg) => {
