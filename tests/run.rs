@@ -1291,3 +1291,36 @@ spec:
     assert!(start.elapsed() < Duration::from_secs(5), "{r}");
     assert!(r.status.success(), "{r}");
 }
+
+#[test]
+fn invalid_manifests_are_refused_with_positions() {
+    let Some(t) = PodTest::new("invalid_manifests_are_refused_with_positions") else {
+        return;
+    };
+    let r = t.run(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: run-bad
+spec:
+  containers:
+  - name: main
+    imagee: IMAGE
+"#,
+    );
+    assert_eq!(r.status.code(), Some(1), "{r}");
+    assert!(r.stderr.contains("pod.yaml:8:5:"), "{r}");
+    assert!(r.stderr.contains("unknown field \"imagee\""), "{r}");
+    let two = format!(
+        "{}---\n{}",
+        one_container("run-one", "true"),
+        one_container("run-two", "true")
+    );
+    let r = t.run(&two);
+    assert_eq!(r.status.code(), Some(1), "{r}");
+    assert!(
+        r.stderr
+            .contains("holds 2 pods; podsup run runs exactly one"),
+        "{r}"
+    );
+}
