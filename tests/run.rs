@@ -766,6 +766,10 @@ spec:
     image: IMAGE
     terminationMessagePolicy: FallbackToLogsOnError
     command: ["sh", "-c", "echo last words; exit 1"]
+  - name: custom
+    image: IMAGE
+    terminationMessagePath: /var/run/msg
+    command: ["sh", "-c", "echo all done > /var/run/msg"]
 "#,
     );
     assert_eq!(r.status.code(), Some(1), "{r}");
@@ -777,6 +781,11 @@ spec:
     assert!(
         r.stderr
             .contains("container \"logs\" termination message: last words"),
+        "{r}"
+    );
+    assert!(
+        r.stderr
+            .contains("container \"custom\" termination message: all done"),
         "{r}"
     );
 }
@@ -1323,4 +1332,36 @@ spec:
             .contains("holds 2 pods; podsup run runs exactly one"),
         "{r}"
     );
+}
+
+#[test]
+fn dev_shm_and_ipc_are_shared_by_the_pod() {
+    let Some(t) = PodTest::new("dev_shm_and_ipc_are_shared_by_the_pod") else {
+        return;
+    };
+    let r = t.run(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: run-ipc
+spec:
+  restartPolicy: Never
+  initContainers:
+  - name: writer
+    image: IMAGE
+    command: ["sh", "-c", "echo shared-memory > /dev/shm/token; readlink /proc/self/ns/ipc > /dev/shm/ipc"]
+  containers:
+  - name: reader
+    image: IMAGE
+    command: ["sh", "-c", "cat /dev/shm/token; [ $(readlink /proc/self/ns/ipc) = $(cat /dev/shm/ipc) ] && echo same-ipc"]
+"#,
+    );
+    assert!(r.status.success(), "{r}");
+    assert_eq!(
+        r.lines_of("reader"),
+        vec!["shared-memory", "same-ipc"],
+        "{r}"
+    );
+    // Not the host's /dev/shm.
+    assert!(!Path::new("/dev/shm/token").exists());
 }
