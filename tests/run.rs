@@ -1365,3 +1365,35 @@ spec:
     // Not the host's /dev/shm.
     assert!(!Path::new("/dev/shm/token").exists());
 }
+
+#[test]
+fn only_stdio_and_default_signals_reach_the_container() {
+    let Some(t) = PodTest::new("only_stdio_and_default_signals_reach_the_container") else {
+        return;
+    };
+    let r = t.run(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: run-fds
+spec:
+  restartPolicy: Never
+  containers:
+  - name: fds
+    image: IMAGE
+    command: ["sh", "-c", "ls /proc/$$$$/fd | tr '\\n' ' '"]
+  - name: signals
+    image: IMAGE
+    command: ["grep", "-E", "SigBlk|SigIgn", "/proc/self/status"]
+"#,
+    );
+    assert!(r.status.success(), "{r}");
+    assert_eq!(r.lines_of("fds"), vec!["0 1 2 "], "{r}");
+    // Nothing blocked or ignored (Rust ignores SIGPIPE, the shim blocks what its signalfd
+    // reads, glibc keeps signals 32 and 33): all reset before exec.
+    assert_eq!(
+        r.lines_of("signals"),
+        vec!["SigBlk:\t0000000000000000", "SigIgn:\t0000000000000000"],
+        "{r}"
+    );
+}

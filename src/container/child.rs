@@ -130,9 +130,19 @@ fn reset_signals() -> Result<(), Fail> {
         libc::sigemptyset(&mut set);
         let rc = libc::sigprocmask(libc::SIG_SETMASK, &set, ptr::null_mut());
         check(rc, Stage::Signals, c"sigprocmask")?;
-        for sig in 1..libc::SIGRTMIN() {
+        // Every signal, including the two glibc keeps for itself (32, 33) and which its
+        // signal() refuses: the raw rt_sigaction with an all-zero kernel sigaction is
+        // SIG_DFL, no flags, empty mask. Ignored signals survive execve otherwise.
+        let dfl = [0u64; 4];
+        for sig in 1..=64 {
             if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                libc::signal(sig, libc::SIG_DFL);
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    sig,
+                    dfl.as_ptr(),
+                    ptr::null_mut::<u64>(),
+                    8usize,
+                );
             }
         }
     }
