@@ -50,7 +50,10 @@ fn new_uid() -> anyhow::Result<String> {
 
 /// Resolves every container's image through the local store (no pulls yet: an image that
 /// is not in the store is an error that says how to import it).
-fn resolve_images(root: &Path, pod: &Pod) -> Result<BTreeMap<String, ImageInfo>, String> {
+pub(crate) fn resolve_images(
+    root: &Path,
+    pod: &Pod,
+) -> Result<BTreeMap<String, ImageInfo>, String> {
     let store = Store::open(root).map_err(|e| e.to_string())?;
     let mut out = BTreeMap::new();
     for (_, c) in pod.spec.all_containers() {

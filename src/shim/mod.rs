@@ -11,6 +11,7 @@
 //! The shim must not parse manifests or resolve images: its caller hands it a [`ShimSpec`].
 
 pub mod state;
+mod update;
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -94,6 +95,10 @@ struct Ctr {
     stop_sent: bool,
     tail: VecDeque<u8>,
     dirs: ContainerDirs,
+    /// The daemon asked for a restart (new spec): restart after the exit whatever the policy.
+    restart_requested: bool,
+    /// When a restarting container gets SIGKILL.
+    restart_kill_at: Option<Instant>,
 }
 
 struct Pump {
@@ -138,6 +143,7 @@ pub fn main(spec_path: &Path, foreground: bool) -> Result<i32> {
         Signal::SIGTERM,
         Signal::SIGINT,
         Signal::SIGHUP,
+        Signal::SIGUSR1,
     ] {
         mask.add(s);
     }
@@ -400,6 +406,8 @@ impl Shim {
                 stop_sent: false,
                 prefix: String::new(),
                 tail: VecDeque::new(),
+                restart_requested: false,
+                restart_kill_at: None,
                 dirs: ContainerDirs {
                     rootfs: cdir_run.join("rootfs"),
                     upper: cdir_root.join("upper"),
@@ -472,7 +480,11 @@ impl Shim {
                     self.signal_ctr(i, Signal::SIGKILL);
                 }
             }
-            let deadline = [plan.wake, self.kill_at].into_iter().flatten().min();
+            let restart_kill = self.kill_overdue_restarts(now);
+            let deadline = [plan.wake, self.kill_at, restart_kill]
+                .into_iter()
+                .flatten()
+                .min();
             let timeout = match deadline {
                 Some(t) => {
                     let ms = t.saturating_duration_since(Instant::now()).as_millis() + 1;
@@ -502,6 +514,7 @@ impl Shim {
                 while let Ok(Some(info)) = sigfd.read_signal() {
                     match Signal::try_from(info.ssi_signo as i32) {
                         Ok(Signal::SIGCHLD) => {}
+                        Ok(Signal::SIGUSR1) => self.reload(),
                         Ok(s) => self.begin_stop(s),
                         Err(_) => {}
                     }
@@ -644,7 +657,12 @@ impl Shim {
     fn finish(&mut self, i: usize, term: Terminated, now: Instant) {
         let policy = self.spec.pod.spec.restart_policy();
         let c = &mut self.ctrs[i];
-        let next = state::compute_after_exit(c.kind, policy, term.exit_code, self.stopping, now);
+        let mut next =
+            state::compute_after_exit(c.kind, policy, term.exit_code, self.stopping, now);
+        if std::mem::take(&mut c.restart_requested) && !self.stopping {
+            next = Phase::Waiting { not_before: None };
+        }
+        c.restart_kill_at = None;
         c.pid = None;
         if let Phase::Waiting { .. } = next {
             c.restart_count += 1;

@@ -1,0 +1,212 @@
+//! A running pod as a Kubernetes Pod object: the spec as loaded, podsup's annotations and a
+//! `status` derived from what the shim publishes (`status.json`). Pure.
+
+use std::time::SystemTime;
+
+use serde_json::{Value, json};
+
+use crate::model::Pod;
+use crate::model::{ContainerStatus, PodStatus, Time, compute_pod_phase};
+
+/// The annotation naming the file a pod comes from.
+pub const SOURCE_ANNOTATION: &str = "podsup.io/source";
+
+/// What the daemon knows of one pod, for status.
+#[derive(Clone, Debug)]
+pub struct PodView {
+    pub pod: Pod,
+    pub uid: String,
+    pub file: String,
+    pub started: SystemTime,
+    pub stopping: bool,
+    pub run_dir: std::path::PathBuf,
+    pub log_dir: Option<std::path::PathBuf>,
+}
+
+/// The shim's container statuses (its `status.json`) as Kubernetes `ContainerStatus`es:
+/// `(init containers, containers)`. Unreadable entries are skipped.
+pub fn compute_container_statuses(shim: &Value) -> (Vec<ContainerStatus>, Vec<ContainerStatus>) {
+    let mut init = Vec::new();
+    let mut app = Vec::new();
+    let list = shim
+        .get("containerStatuses")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for mut c in list {
+        let is_init = c.get("init").and_then(Value::as_bool).unwrap_or(false);
+        if let Some(obj) = c.as_object_mut() {
+            obj.remove("init");
+            for k in ["state", "lastState"] {
+                let fix = match obj.get(k) {
+                    None | Some(Value::Null) => Some(json!({})),
+                    Some(Value::Object(m)) => {
+                        // {"terminated": null} from a container that never ended.
+                        let m: serde_json::Map<_, _> = m
+                            .iter()
+                            .filter(|(_, v)| !v.is_null())
+                            .map(|(a, b)| (a.clone(), b.clone()))
+                            .collect();
+                        Some(Value::Object(m))
+                    }
+                    _ => None,
+                };
+                if let Some(v) = fix {
+                    obj.insert(k.into(), v);
+                }
+            }
+        }
+        let Ok(mut cs) = serde_json::from_value::<ContainerStatus>(c) else {
+            continue;
+        };
+        // No probes yet: a running container is ready, and started.
+        cs.ready = cs.state.running.is_some();
+        cs.started = Some(cs.state.running.is_some());
+        if is_init {
+            init.push(cs);
+        } else {
+            app.push(cs);
+        }
+    }
+    (init, app)
+}
+
+/// The Pod object of `podsup status -o json`.
+pub fn compute_pod_object(view: &PodView, shim: Option<&Value>, now: SystemTime) -> Value {
+    let mut status = PodStatus::default();
+    if let Some(s) = shim {
+        let (init, app) = compute_container_statuses(s);
+        status.init_container_statuses = init;
+        status.container_statuses = app;
+    }
+    for (i, c) in view.pod.spec.containers.iter().enumerate() {
+        if !status.container_statuses.iter().any(|s| s.name == c.name) {
+            status.container_statuses.insert(
+                i.min(status.container_statuses.len()),
+                ContainerStatus {
+                    name: c.name.clone(),
+                    state: crate::model::ContainerState::waiting("ContainerCreating", None),
+                    image: c.image.clone(),
+                    ..Default::default()
+                },
+            );
+        }
+    }
+    for cs in status
+        .container_statuses
+        .iter_mut()
+        .chain(status.init_container_statuses.iter_mut())
+    {
+        if let Some(c) = view
+            .pod
+            .spec
+            .all_containers()
+            .find(|(_, c)| c.name == cs.name)
+        {
+            cs.image = c.1.image.clone();
+        }
+    }
+    status.phase = compute_pod_phase(&view.pod.spec, &status, view.stopping);
+    status.refresh_conditions(&view.pod.spec, shim.is_some(), now);
+    status.start_time = Some(Time::from_system(view.started));
+    status.host_ip = Some("127.0.0.1".into());
+    status.pod_ip = Some("127.0.0.1".into());
+    let mut obj = serde_json::to_value(&view.pod).unwrap_or_else(|_| json!({}));
+    let meta = obj
+        .as_object_mut()
+        .and_then(|o| {
+            o.entry("metadata")
+                .or_insert_with(|| json!({}))
+                .as_object_mut()
+        })
+        .map(|m| {
+            m.insert("uid".into(), json!(view.uid));
+            m.insert("namespace".into(), json!(view.pod.key().namespace));
+            m.insert(
+                "creationTimestamp".into(),
+                json!(Time::from_system(view.started).0),
+            );
+            if view.stopping {
+                m.insert("deletionTimestamp".into(), json!(Time::from_system(now).0));
+            }
+            let ann = m.entry("annotations").or_insert_with(|| json!({}));
+            if let Some(a) = ann.as_object_mut() {
+                a.insert(SOURCE_ANNOTATION.into(), json!(view.file));
+            }
+        });
+    let _ = meta;
+    if let Some(o) = obj.as_object_mut() {
+        o.insert(
+            "status".into(),
+            serde_json::to_value(&status).unwrap_or_else(|_| json!({})),
+        );
+    }
+    obj
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod() -> Pod {
+        crate::manifest::load_bytes(
+            "web.yaml",
+            b"apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  containers:\n  - name: a\n    image: busybox\n  - name: b\n    image: busybox\n",
+        )
+        .unwrap()
+        .remove(0)
+    }
+
+    #[test]
+    fn shim_status_becomes_a_kubernetes_status() {
+        let shim = json!({"uid": "u", "containerStatuses": [
+            {"name": "a", "state": {"running": {}}, "lastState": {"terminated": null}, "restartCount": 0, "init": false},
+            {"name": "b", "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+             "lastState": {"terminated": {"exitCode": 1, "reason": "Error", "message": ""}}, "restartCount": 3, "init": false},
+        ]});
+        let view = PodView {
+            pod: pod(),
+            uid: "u".into(),
+            file: "/etc/pods/web.yaml".into(),
+            started: SystemTime::UNIX_EPOCH,
+            stopping: false,
+            run_dir: "/run/podsup/pods/u".into(),
+            log_dir: None,
+        };
+        let obj = compute_pod_object(&view, Some(&shim), SystemTime::UNIX_EPOCH);
+        assert_eq!(
+            obj["metadata"]["annotations"][SOURCE_ANNOTATION],
+            "/etc/pods/web.yaml"
+        );
+        assert_eq!(obj["metadata"]["uid"], "u");
+        assert_eq!(obj["status"]["phase"], "Running");
+        let cs = &obj["status"]["containerStatuses"];
+        assert_eq!(cs[0]["ready"], true);
+        assert_eq!(cs[1]["restartCount"], 3);
+        assert_eq!(cs[1]["lastState"]["terminated"]["exitCode"], 1);
+        let spec: crate::model::PodSpec = serde_json::from_value(obj["spec"].clone()).unwrap();
+        let st: PodStatus = serde_json::from_value(obj["status"].clone()).unwrap();
+        let cols = crate::model::compute_pod_columns(&spec, &st, false, SystemTime::UNIX_EPOCH);
+        assert_eq!(cols.ready, "1/2");
+        assert_eq!(cols.status, "CrashLoopBackOff");
+    }
+
+    #[test]
+    fn a_pod_without_shim_status_is_creating() {
+        let view = PodView {
+            pod: pod(),
+            uid: "u".into(),
+            file: "web.yaml".into(),
+            started: SystemTime::UNIX_EPOCH,
+            stopping: true,
+            run_dir: "/x".into(),
+            log_dir: None,
+        };
+        let obj = compute_pod_object(&view, None, SystemTime::UNIX_EPOCH);
+        assert_eq!(
+            obj["status"]["containerStatuses"][1]["state"]["waiting"]["reason"],
+            "ContainerCreating"
+        );
+        assert!(obj["metadata"]["deletionTimestamp"].is_string());
+    }
+}
