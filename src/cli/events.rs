@@ -19,24 +19,30 @@ pub struct Args {
     pub paths: Paths,
 }
 
-/// One event as a line; the message is cut to fit 80 columns.
+/// One event as text: `TIME TYPE REASON OBJECT: MESSAGE` on one line when it fits 80
+/// columns, otherwise the message follows on indented lines wrapped at 80 (nothing cut:
+/// a manifest error's file:line:col must stay readable).
 pub fn compute_event_line(e: &Event, json: bool) -> String {
     if json {
         return format!("{}\n", serde_json::to_string(e).unwrap_or_default());
     }
     // 2026-11-25T03:17:43Z → 03:17:43
     let time = e.time.get(11..19).unwrap_or(&e.time);
-    let head = format!("{time}  {:<7}  {:<15}  {}: ", e.type_, e.reason, e.object);
-    let room = 80usize.saturating_sub(head.chars().count()).max(20);
-    let msg: String = e.message.lines().next().unwrap_or("").chars().collect();
-    let msg = if msg.chars().count() > room {
-        let mut m: String = msg.chars().take(room - 1).collect();
-        m.push('…');
-        m
-    } else {
-        msg
-    };
-    format!("{head}{msg}\n")
+    let head = format!("{time}  {:<7}  {:<15}  {}:", e.type_, e.reason, e.object);
+    let one = format!("{head} {}", e.message);
+    if !e.message.contains('\n') && one.chars().count() <= 80 {
+        return format!("{one}\n");
+    }
+    let mut out = format!("{head}\n");
+    for line in e.message.lines() {
+        let chars: Vec<char> = line.chars().collect();
+        for chunk in chars.chunks(76) {
+            out.push_str("    ");
+            out.extend(chunk);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 pub fn run(args: Args) -> CliResult {
@@ -74,7 +80,16 @@ mod tests {
             message: "x".repeat(200),
         };
         let l = compute_event_line(&e, false);
-        assert!(l.starts_with("03:17:43  Warning  ManifestInvalid  default/web: xxx"));
-        assert_eq!(l.trim_end().chars().count(), 80);
+        assert!(l.starts_with("03:17:43  Warning  ManifestInvalid  default/web:\n    xxx"));
+        assert!(l.lines().all(|l| l.chars().count() <= 80));
+        assert_eq!(l.matches('x').count(), 200);
+        let short = Event {
+            message: "ok".into(),
+            ..e
+        };
+        assert_eq!(
+            compute_event_line(&short, false),
+            "03:17:43  Warning  ManifestInvalid  default/web: ok\n"
+        );
     }
 }
