@@ -250,7 +250,7 @@ fn leaks(tmp: &Path, cgroup_parent: &str) -> Vec<String> {
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
         problems.push(format!("process left: {pid} {}", comm.trim()));
     }
-    for d in ["run/pods", "root/pods"] {
+    for d in ["run/pods", "root/pods", "logs"] {
         if let Ok(entries) = std::fs::read_dir(tmp.join(d)) {
             for e in entries.flatten() {
                 problems.push(format!("pod directory left: {}", e.path().display()));
@@ -706,4 +706,124 @@ fn systemd_unit_verifies() {
         .filter(|l| !l.contains("/usr/bin/podsup") && !l.trim().is_empty())
         .collect();
     assert!(real.is_empty(), "systemd-analyze verify:\n{err}");
+}
+
+#[test]
+fn logs_restart_and_previous() {
+    let Some(t) = DaemonTest::new("logs_restart_and_previous") else {
+        return;
+    };
+    t.write("logs.yaml", &two_containers("d-logs", "A1", "B1", ""));
+    t.wait_running("d-logs");
+    let logs = |args: &[&str]| {
+        let mut v = vec!["logs", "d-logs"];
+        v.extend(args);
+        let out = t.cli(&v);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while logs(&["-c", "a"]).1 != "A1\n" && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(logs(&["-c", "a"]).1, "A1\n");
+    // Two containers: -c is required, and the message names them.
+    let (code, _, err) = logs(&[]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("-c") && err.contains("a, b"), "{err}");
+    let (_, ts, _) = logs(&["-c", "b", "--timestamps"]);
+    assert!(ts.ends_with(" B1\n") && ts.starts_with("20"), "{ts}");
+
+    let out = t.cli(&["restart", "d-logs"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    t.wait_until("both restarted", |s| {
+        restarts(s, "d-logs", "a") == 1 && restarts(s, "d-logs", "b") == 1
+    });
+    t.wait_running("d-logs");
+    assert_eq!(logs(&["-c", "a", "--previous"]).1, "A1\n");
+    let (code, _, err) = logs(&["-c", "nope"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("\"nope\""), "{err}");
+
+    // -f prints what comes and ends when the pod goes away.
+    let mut follow = podsup()
+        .args(["logs", "d-logs", "-c", "a", "-f"])
+        .args(t.flags())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::remove_file(t.dirs.manifests.join("logs.yaml")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(st) = follow.try_wait().unwrap() {
+            assert!(st.success());
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = follow.kill();
+            let _ = follow.wait();
+            panic!("logs -f did not end with the pod");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut text = String::new();
+    use std::io::Read;
+    follow
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    assert!(text.starts_with("A1\n"), "{text}");
+}
+
+#[test]
+fn ready_is_sent_to_systemd_after_the_first_reconcile() {
+    if !require_root("ready_is_sent_to_systemd_after_the_first_reconcile") {
+        return;
+    }
+    let dirs = TestDirs::new();
+    let image = common::busybox_image(&dirs, "busybox-test", &[]);
+    std::fs::write(
+        dirs.manifests.join("r.yaml"),
+        two_containers("d-ready", "A1", "B1", "").replace("IMAGE", &image),
+    )
+    .unwrap();
+    let sock_path = dirs.tmp.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut t = DaemonTest {
+        dirs,
+        image,
+        daemon: None,
+        cgroup_parent: format!("podsup-test-{}", std::process::id()),
+        log_no: 1,
+    };
+    let log = std::fs::File::create(t.tmp().join("daemon1.log")).unwrap();
+    t.daemon = Some(
+        podsup()
+            .arg("daemon")
+            .args(t.flags())
+            .env("NOTIFY_SOCKET", &sock_path)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let mut buf = [0u8; 64];
+    let n = sock.recv(&mut buf).expect("READY=1 within 20 s");
+    assert_eq!(&buf[..n], b"READY=1");
+    // By then the pod was started.
+    let s = t.status();
+    assert!(find(&s, "d-ready").is_some());
+    t.wait_running("d-ready");
 }

@@ -824,6 +824,15 @@ impl Daemon {
             let _ = c.wait();
         }
         self.cleanup_dead(&e.uid, &e.run_dir, &e.root_dir);
+        // The pod object is gone (a successor gets a new uid): its logs go with it, as the
+        // kubelet removes a deleted pod's logs.
+        let logs =
+            crate::logs::pod_log_dir(&self.cfg.log_dir, &e.key.namespace, &e.key.name, &e.uid);
+        if let Err(err) = fs::remove_dir_all(&logs)
+            && err.kind() != io::ErrorKind::NotFound
+        {
+            log::warn!("remove {}: {err}", logs.display());
+        }
         let k = e.key.to_string();
         if e.stopping {
             self.event(&k, false, "Stopped", "pod stopped and cleaned up");
