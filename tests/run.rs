@@ -461,7 +461,7 @@ spec:
   containers:
   - name: main
     image: IMAGE
-    command: ["sh", "-c", "id -u; id -g; id -G; grep CapEff /proc/self/status"]
+    command: ["sh", "-c", "id -u; id -g; id -G; grep CapEff /proc/self/status; cat /etc/hosts /etc/resolv.conf /etc/hostname > /dev/null && echo etc-readable; echo bye > /dev/termination-log && echo message-writable"]
     securityContext:
       runAsUser: 1000
       runAsGroup: 2000
@@ -470,7 +470,14 @@ spec:
     assert!(r.status.success(), "{r}");
     assert_eq!(
         r.lines_of("main"),
-        vec!["1000", "2000", "2000 3000", "CapEff:\t0000000000000000"],
+        vec![
+            "1000",
+            "2000",
+            "2000 3000",
+            "CapEff:\t0000000000000000",
+            "etc-readable",
+            "message-writable"
+        ],
         "{r}"
     );
 }
