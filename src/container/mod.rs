@@ -17,7 +17,7 @@ use std::ffi::CString;
 use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileTypeExt;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use nix::fcntl::OFlag;
@@ -373,7 +373,15 @@ fn check_host_path(volume: &str, path: &Path, type_: HostPathType) -> Result<(),
         HostPathType::Unset => return Ok(()),
         HostPathType::DirectoryOrCreate => {
             if ft.is_err() {
-                std::fs::create_dir_all(path).map_err(|e| fail(format!("create: {e}")))?;
+                // The kubelet's modes: 0755 for a directory, 0644 for a file.
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o755)
+                    .create(path)
+                    .map_err(|e| fail(format!("create: {e}")))?;
+                // The umask applies to the mode above: set it exactly.
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+                    .map_err(|e| fail(format!("chmod: {e}")))?;
                 return Ok(());
             }
             ft.as_ref().is_ok_and(|t| t.is_dir())
@@ -386,8 +394,11 @@ fn check_host_path(volume: &str, path: &Path, type_: HostPathType) -> Result<(),
                 std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
+                    .mode(0o644)
                     .open(path)
                     .map_err(|e| fail(format!("create: {e}")))?;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
+                    .map_err(|e| fail(format!("chmod: {e}")))?;
                 return Ok(());
             }
             ft.as_ref().is_ok_and(|t| t.is_file())
