@@ -1404,3 +1404,49 @@ spec:
         "{r}"
     );
 }
+
+#[test]
+fn a_killed_podsup_run_still_stops_its_pod() {
+    let Some(t) = PodTest::new("a_killed_podsup_run_still_stops_its_pod") else {
+        return;
+    };
+    let manifest = t.manifest(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: run-parent-dies
+spec:
+  terminationGracePeriodSeconds: 2
+  volumes:
+  - name: mem
+    emptyDir: {medium: Memory}
+  containers:
+  - name: main
+    image: IMAGE
+    command: ["sh", "-c", "trap 'exit 0' TERM; echo ready; while true; do sleep 0.1; done"]
+    volumeMounts: [{name: mem, mountPath: /m}]
+"#,
+    );
+    let mut child = t.command(&manifest).spawn().expect("spawn podsup run");
+    let _lines = wait_for_line(&mut child, "ready");
+    let pods: Vec<_> = std::fs::read_dir(t.dirs.run.join("pods"))
+        .unwrap()
+        .flatten()
+        .collect();
+    let shim: i32 = std::fs::read_to_string(pods[0].path().join("shim.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    child.kill().unwrap();
+    let _ = child.wait();
+    // The shim gets SIGTERM as its parent-death signal and stops the pod by itself.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Path::new(&format!("/proc/{shim}")).exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !Path::new(&format!("/proc/{shim}")).exists(),
+        "the shim outlived podsup run"
+    );
+}
