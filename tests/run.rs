@@ -1450,3 +1450,69 @@ spec:
         "the shim outlived podsup run"
     );
 }
+
+/// A two-layer image made by umoci: the upper layer's file wins and its whiteout hides a
+/// file of the lower one, through overlayfs. Optional: skips without umoci (Debian package).
+#[test]
+fn layers_stack_in_order_with_whiteouts() {
+    let Some(t) = PodTest::new("layers_stack_in_order_with_whiteouts") else {
+        return;
+    };
+    let have_umoci = std::process::Command::new("umoci")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have_umoci {
+        eprintln!(
+            "skipped layers_stack_in_order_with_whiteouts: needs umoci (apt-get install umoci)"
+        );
+        return;
+    }
+    let umoci = |args: &[&str]| {
+        let out = std::process::Command::new("umoci")
+            .args(args)
+            .current_dir(t.tmp())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "umoci {args:?}: {out:?}");
+    };
+    umoci(&["init", "--layout", "oci"]);
+    umoci(&["new", "--image", "oci:v1"]);
+    umoci(&["unpack", "--image", "oci:v1", "bundle"]);
+    let rootfs = t.tmp().join("bundle/rootfs");
+    common::busybox_rootfs(&rootfs);
+    std::fs::write(rootfs.join("etc/which"), "lower\n").unwrap();
+    std::fs::write(rootfs.join("etc/doomed"), "lower\n").unwrap();
+    umoci(&["repack", "--refresh-bundle", "--image", "oci:v1", "bundle"]);
+    std::fs::write(rootfs.join("etc/which"), "upper\n").unwrap();
+    std::fs::remove_file(rootfs.join("etc/doomed")).unwrap();
+    umoci(&["repack", "--image", "oci:v1", "bundle"]);
+    let out = podsup()
+        .args(["image", "import"])
+        .arg(t.tmp().join("oci"))
+        .arg("layered:v1")
+        .arg("--root")
+        .arg(&t.dirs.root)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let r = t.run(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: run-layers
+spec:
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: layered:v1
+    command: ["sh", "-c", "cat /etc/which; test -e /etc/doomed || echo doomed-is-gone; grep -o 'lowerdir=[^,]*' /proc/mounts | tr ':' '\\n' | wc -l"]
+"#,
+    );
+    assert!(r.status.success(), "{r}");
+    assert_eq!(
+        r.lines_of("main"),
+        vec!["upper", "doomed-is-gone", "2"],
+        "{r}"
+    );
+}
