@@ -188,6 +188,9 @@ pub struct Prepared {
     pub source_fds: Vec<OwnedFd>,
     /// The highest fd the parent had open when preparing (for kernels without close_range).
     pub max_fd: RawFd,
+    /// The container's cgroup, joined by the child before exec (set by the caller after
+    /// [`prepare`]; `None` runs the container in the shim's cgroup).
+    pub cgroup: Option<crate::cgroup::JoinFds>,
 }
 
 fn cstr(what: &str, s: impl AsRef<[u8]>) -> Result<CString, PrepareError> {
@@ -896,6 +899,7 @@ pub fn prepare(
         stop_signal,
         source_fds: sources.fds,
         max_fd: highest_open_fd() + 16,
+        cgroup: None,
     })
 }
 
