@@ -461,7 +461,7 @@ spec:
   containers:
   - name: main
     image: IMAGE
-    command: ["sh", "-c", "id -u; id -g; id -G; grep CapEff /proc/self/status"]
+    command: ["sh", "-c", "id -u; id -g; id -G; grep CapEff /proc/self/status; cat /etc/hosts /etc/resolv.conf /etc/hostname > /dev/null && echo etc-readable; echo bye > /dev/termination-log && echo message-writable"]
     securityContext:
       runAsUser: 1000
       runAsGroup: 2000
@@ -470,7 +470,14 @@ spec:
     assert!(r.status.success(), "{r}");
     assert_eq!(
         r.lines_of("main"),
-        vec!["1000", "2000", "2000 3000", "CapEff:\t0000000000000000"],
+        vec![
+            "1000",
+            "2000",
+            "2000 3000",
+            "CapEff:\t0000000000000000",
+            "etc-readable",
+            "message-writable"
+        ],
         "{r}"
     );
 }
@@ -1394,6 +1401,118 @@ spec:
     assert_eq!(
         r.lines_of("signals"),
         vec!["SigBlk:\t0000000000000000", "SigIgn:\t0000000000000000"],
+        "{r}"
+    );
+}
+
+#[test]
+fn a_killed_podsup_run_still_stops_its_pod() {
+    let Some(t) = PodTest::new("a_killed_podsup_run_still_stops_its_pod") else {
+        return;
+    };
+    let manifest = t.manifest(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: run-parent-dies
+spec:
+  terminationGracePeriodSeconds: 2
+  volumes:
+  - name: mem
+    emptyDir: {medium: Memory}
+  containers:
+  - name: main
+    image: IMAGE
+    command: ["sh", "-c", "trap 'exit 0' TERM; echo ready; while true; do sleep 0.1; done"]
+    volumeMounts: [{name: mem, mountPath: /m}]
+"#,
+    );
+    let mut child = t.command(&manifest).spawn().expect("spawn podsup run");
+    let _lines = wait_for_line(&mut child, "ready");
+    let pods: Vec<_> = std::fs::read_dir(t.dirs.run.join("pods"))
+        .unwrap()
+        .flatten()
+        .collect();
+    let shim: i32 = std::fs::read_to_string(pods[0].path().join("shim.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    child.kill().unwrap();
+    let _ = child.wait();
+    // The shim gets SIGTERM as its parent-death signal and stops the pod by itself.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Path::new(&format!("/proc/{shim}")).exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !Path::new(&format!("/proc/{shim}")).exists(),
+        "the shim outlived podsup run"
+    );
+}
+
+/// A two-layer image made by umoci: the upper layer's file wins and its whiteout hides a
+/// file of the lower one, through overlayfs. Optional: skips without umoci (Debian package).
+#[test]
+fn layers_stack_in_order_with_whiteouts() {
+    let Some(t) = PodTest::new("layers_stack_in_order_with_whiteouts") else {
+        return;
+    };
+    let have_umoci = std::process::Command::new("umoci")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have_umoci {
+        eprintln!(
+            "skipped layers_stack_in_order_with_whiteouts: needs umoci (apt-get install umoci)"
+        );
+        return;
+    }
+    let umoci = |args: &[&str]| {
+        let out = std::process::Command::new("umoci")
+            .args(args)
+            .current_dir(t.tmp())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "umoci {args:?}: {out:?}");
+    };
+    umoci(&["init", "--layout", "oci"]);
+    umoci(&["new", "--image", "oci:v1"]);
+    umoci(&["unpack", "--image", "oci:v1", "bundle"]);
+    let rootfs = t.tmp().join("bundle/rootfs");
+    common::busybox_rootfs(&rootfs);
+    std::fs::write(rootfs.join("etc/which"), "lower\n").unwrap();
+    std::fs::write(rootfs.join("etc/doomed"), "lower\n").unwrap();
+    umoci(&["repack", "--refresh-bundle", "--image", "oci:v1", "bundle"]);
+    std::fs::write(rootfs.join("etc/which"), "upper\n").unwrap();
+    std::fs::remove_file(rootfs.join("etc/doomed")).unwrap();
+    umoci(&["repack", "--image", "oci:v1", "bundle"]);
+    let out = podsup()
+        .args(["image", "import"])
+        .arg(t.tmp().join("oci"))
+        .arg("layered:v1")
+        .arg("--root")
+        .arg(&t.dirs.root)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let r = t.run(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: run-layers
+spec:
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: layered:v1
+    command: ["sh", "-c", "cat /etc/which; test -e /etc/doomed || echo doomed-is-gone; grep -o 'lowerdir=[^,]*' /proc/mounts | tr ':' '\\n' | wc -l"]
+"#,
+    );
+    assert!(r.status.success(), "{r}");
+    assert_eq!(
+        r.lines_of("main"),
+        vec!["upper", "doomed-is-gone", "2"],
         "{r}"
     );
 }

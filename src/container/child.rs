@@ -7,7 +7,7 @@
 //! 1. signals: empty mask, default dispositions (the shim blocks signals for its signalfd, and
 //!    Rust ignores SIGPIPE; both survive `execve`), parent-death signal SIGKILL
 //! 2. `setsid`, stdio onto the container's pipes, every other fd close-on-exec
-//! 3. (cgroups: the next issue joins the container's cgroup here, before any exec)
+//! 3. join the container's cgroup (`Prepared::cgroup`, when the caller set one), before any exec
 //! 4. `/` made a slave mount, the overlay root mounted
 //! 5. `pivot_root` with the old root on a randomly named directory of the new root
 //! 6. after the pivot, on container paths (so symlinks in the image resolve inside the
@@ -93,7 +93,13 @@ fn run(p: &Prepared) -> Result<Never, Fail> {
     check(rc, Stage::Session, c"setsid")?;
     setup_stdio(p)?;
 
-    // Seam for cgroups (next issue): join the container's cgroup here, before any exec.
+    // Join the container's cgroup before anything runs in the container (v1 does not move
+    // charges made before the move). Filled in by the cgroup work; `None` until then.
+    if let Some(cg) = &p.cgroup
+        && let Err(e) = cg.join_self()
+    {
+        return Err((Stage::Cgroup, e.errno as i32, c"cgroup.procs".as_ptr()));
+    }
 
     for step in &p.steps {
         apply_step(step)?;

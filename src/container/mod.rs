@@ -17,7 +17,7 @@ use std::ffi::CString;
 use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileTypeExt;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use nix::fcntl::OFlag;
@@ -188,6 +188,9 @@ pub struct Prepared {
     pub source_fds: Vec<OwnedFd>,
     /// The highest fd the parent had open when preparing (for kernels without close_range).
     pub max_fd: RawFd,
+    /// The container's cgroup, joined by the child before exec (set by the caller after
+    /// [`prepare`]; `None` runs the container in the shim's cgroup).
+    pub cgroup: Option<crate::cgroup::JoinFds>,
 }
 
 fn cstr(what: &str, s: impl AsRef<[u8]>) -> Result<CString, PrepareError> {
@@ -373,7 +376,15 @@ fn check_host_path(volume: &str, path: &Path, type_: HostPathType) -> Result<(),
         HostPathType::Unset => return Ok(()),
         HostPathType::DirectoryOrCreate => {
             if ft.is_err() {
-                std::fs::create_dir_all(path).map_err(|e| fail(format!("create: {e}")))?;
+                // The kubelet's modes: 0755 for a directory, 0644 for a file.
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o755)
+                    .create(path)
+                    .map_err(|e| fail(format!("create: {e}")))?;
+                // The umask applies to the mode above: set it exactly.
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+                    .map_err(|e| fail(format!("chmod: {e}")))?;
                 return Ok(());
             }
             ft.as_ref().is_ok_and(|t| t.is_dir())
@@ -386,8 +397,11 @@ fn check_host_path(volume: &str, path: &Path, type_: HostPathType) -> Result<(),
                 std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
+                    .mode(0o644)
                     .open(path)
                     .map_err(|e| fail(format!("create: {e}")))?;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
+                    .map_err(|e| fail(format!("chmod: {e}")))?;
                 return Ok(());
             }
             ft.as_ref().is_ok_and(|t| t.is_file())
@@ -885,6 +899,7 @@ pub fn prepare(
         stop_signal,
         source_fds: sources.fds,
         max_fd: highest_open_fd() + 16,
+        cgroup: None,
     })
 }
 
@@ -1035,5 +1050,128 @@ mod tests {
         assert_eq!(parse_signal("quit"), Some(Signal::SIGQUIT));
         assert_eq!(parse_signal("9"), Some(Signal::SIGKILL));
         assert_eq!(parse_signal("NOPE"), None);
+    }
+}
+
+#[cfg(test)]
+mod prepare_tests {
+    use super::*;
+    use crate::model::{SecurityContext, VolumeMount};
+
+    fn describe(step: &Step) -> String {
+        let s = |c: &CString| c.to_string_lossy().into_owned();
+        match step {
+            Step::Mkdir { path } => format!("mkdir {}", s(path)),
+            Step::DetachOldRoot { .. } => "detach old root".into(),
+            Step::ReopenSource { path, .. } => format!("reopen {}", s(path)),
+            Step::Touch { path } => format!("touch {}", s(path)),
+            Step::Symlink { link, .. } => format!("symlink {}", s(link)),
+            Step::Mount { target, flags, .. } => {
+                let ro = if flags & libc::MS_RDONLY != 0 {
+                    " ro"
+                } else {
+                    ""
+                };
+                let remount = if flags & libc::MS_REMOUNT != 0 {
+                    " remount"
+                } else {
+                    ""
+                };
+                format!("mount {}{remount}{ro}", s(target))
+            }
+        }
+    }
+
+    /// The order of the child's steps is data: check the parts that matter.
+    #[test]
+    fn steps_come_in_a_safe_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = tmp.path();
+        let layer = t.join("layer");
+        std::fs::create_dir_all(layer.join("etc")).unwrap();
+        std::fs::write(layer.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\n").unwrap();
+        for f in ["hostname", "hosts", "resolv.conf", "tlog"] {
+            std::fs::write(t.join(f), "").unwrap();
+        }
+        std::fs::create_dir_all(t.join("shm")).unwrap();
+        std::fs::create_dir_all(t.join("vol")).unwrap();
+        let sandbox = Sandbox {
+            hostname: "p".into(),
+            shm: t.join("shm"),
+            etc_hostname: t.join("hostname"),
+            etc_hosts: t.join("hosts"),
+            resolv_conf: t.join("resolv.conf"),
+            volumes: [("v".to_string(), VolumeSource::EmptyDir(t.join("vol")))].into(),
+            private_pid_ns: true,
+            fields: Default::default(),
+            last_cap: 40,
+            available_caps: u64::MAX,
+        };
+        let dirs = ContainerDirs {
+            rootfs: t.join("rootfs"),
+            upper: t.join("upper"),
+            work: t.join("work"),
+            termination_log: t.join("tlog"),
+        };
+        let image = ImageInfo {
+            layers: vec![layer],
+            ..Default::default()
+        };
+        let pod = Pod {
+            api_version: "v1".into(),
+            kind: "Pod".into(),
+            metadata: Default::default(),
+            spec: Default::default(),
+        };
+        let c = Container {
+            name: "c".into(),
+            command: vec!["/bin/true".into()],
+            volume_mounts: vec![VolumeMount {
+                name: "v".into(),
+                mount_path: "/data".into(),
+                read_only: true,
+                sub_path: None,
+            }],
+            security_context: Some(SecurityContext {
+                read_only_root_filesystem: Some(true),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let null = || OwnedFd::from(std::fs::File::open("/dev/null").unwrap());
+        let stdio = Stdio {
+            stdin: null(),
+            stdout: null(),
+            stderr: null(),
+        };
+        let p = prepare(&pod, &c, &image, &sandbox, &dirs, &stdio).unwrap();
+        let pre: Vec<String> = p.steps.iter().map(describe).collect();
+        let post: Vec<String> = p.post_pivot.iter().map(describe).collect();
+        let rootfs = t.join("rootfs").display().to_string();
+        // Before pivot_root: only the overlay and the re-opened sources, nothing in the image.
+        assert_eq!(pre[0], "mount /");
+        assert_eq!(pre[1], format!("mount {rootfs}"));
+        assert!(pre[2].starts_with(&format!("mkdir {rootfs}/.podsup-old-root-")));
+        assert!(pre[3..].iter().all(|s| s.starts_with("reopen ")), "{pre:?}");
+        // After: /proc first (binds come from /proc/self/fd), the read-only volume remounted,
+        // the old root detached after the last bind, the read-only root after that, masks last.
+        let at = |x: &str| {
+            post.iter()
+                .position(|s| s == x)
+                .unwrap_or_else(|| panic!("{x} in {post:?}"))
+        };
+        assert_eq!(at("mount /proc"), 1);
+        assert!(at("mount /data") < at("mount /data remount ro"));
+        let last_bind = post
+            .iter()
+            .rposition(|s| s.starts_with("mount /data"))
+            .unwrap();
+        assert!(last_bind < at("detach old root"));
+        assert!(at("detach old root") < at("mount / remount ro"));
+        assert!(at("mount / remount ro") < at("mount /proc/kcore"));
+        assert!(post.iter().all(|s| !s.contains(&rootfs)), "{post:?}");
+        assert!(p.no_new_privs);
+        assert_eq!(p.caps, caps::DEFAULT_SET);
+        assert_eq!(p.source_fds.len(), pre.len() - 3);
     }
 }

@@ -27,12 +27,13 @@ pub enum Stage {
     Exec,
     ExecNotFound,
     DeathSignal,
+    Cgroup,
 }
 
 impl Stage {
     fn from_u8(v: u8) -> Option<Stage> {
         use Stage::*;
-        const ALL: [Stage; 17] = [
+        const ALL: [Stage; 18] = [
             Signals,
             Session,
             Stdio,
@@ -50,6 +51,7 @@ impl Stage {
             Exec,
             ExecNotFound,
             DeathSignal,
+            Cgroup,
         ];
         ALL.into_iter().find(|s| *s as u8 == v)
     }
@@ -137,6 +139,7 @@ fn stage_name(s: Stage) -> &'static str {
         Stage::Setuid => "setuid",
         Stage::Exec | Stage::ExecNotFound => "exec",
         Stage::DeathSignal => "set parent death signal",
+        Stage::Cgroup => "join cgroup",
     }
 }
 

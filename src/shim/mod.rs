@@ -323,6 +323,12 @@ impl Shim {
         }
         let resolv_conf = etc.join("resolv.conf");
         fs::write(&resolv_conf, host_resolv_conf(pod)).context("write resolv.conf")?;
+        // Readable by every container user whatever podsup's umask is.
+        for f in [&etc_hostname, &etc_hosts, &resolv_conf] {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(f, fs::Permissions::from_mode(0o644))
+                .with_context(|| format!("chmod {}", f.display()))?;
+        }
         let shm = if ps.host_ipc {
             PathBuf::from("/dev/shm")
         } else {
@@ -607,10 +613,23 @@ impl Shim {
             let _ = fs::remove_dir_all(d);
             fs::create_dir_all(d).map_err(|e| format!("mkdir {}: {e}", d.display()))?;
         }
+        // The upper dir's root is the container's `/`: 0755 whatever podsup's umask is (with
+        // umask 077 a non-root container could not even look up /bin).
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&dirs.upper, fs::Permissions::from_mode(0o755))
+                .map_err(|e| format!("chmod {}: {e}", dirs.upper.display()))?;
+        }
         fs::create_dir_all(&dirs.rootfs)
             .map_err(|e| format!("mkdir {}: {e}", dirs.rootfs.display()))?;
         fs::write(&dirs.termination_log, b"")
             .map_err(|e| format!("create {}: {e}", dirs.termination_log.display()))?;
+        // Writable by the container whatever its user, as the kubelet makes it (0666).
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&dirs.termination_log, fs::Permissions::from_mode(0o666))
+                .map_err(|e| format!("chmod {}: {e}", dirs.termination_log.display()))?;
+        }
         let pipe = || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"));
         let (out_r, out_w) = pipe()?;
         let (err_r, err_w) = pipe()?;

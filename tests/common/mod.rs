@@ -116,6 +116,18 @@ pub fn busybox_image(dirs: &TestDirs, name: &str, extra: &[&str]) -> String {
         .path()
         .join(format!("rootfs-{}", name.replace(['/', ':'], "_")));
     busybox_rootfs(&rootfs);
+    // Whatever the umask of the test run, non-root containers must be able to use the image.
+    use std::os::unix::fs::PermissionsExt;
+    for entry in [
+        "", "bin", "sbin", "usr", "usr/bin", "usr/sbin", "etc", "tmp", "root", "home", "var",
+        "dev", "proc", "sys",
+    ] {
+        let _ =
+            std::fs::set_permissions(rootfs.join(entry), std::fs::Permissions::from_mode(0o755));
+    }
+    for file in ["etc/passwd", "etc/group"] {
+        let _ = std::fs::set_permissions(rootfs.join(file), std::fs::Permissions::from_mode(0o644));
+    }
     let out = podsup()
         .args(["image", "import"])
         .arg(&rootfs)
