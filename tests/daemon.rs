@@ -827,3 +827,57 @@ fn ready_is_sent_to_systemd_after_the_first_reconcile() {
     assert!(find(&s, "d-ready").is_some());
     t.wait_running("d-ready");
 }
+
+#[test]
+fn a_finished_pod_stays_finished_across_daemon_restarts() {
+    let Some(mut t) = DaemonTest::new("a_finished_pod_stays_finished_across_daemon_restarts")
+    else {
+        return;
+    };
+    t.write(
+        "once.yaml",
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: d-once
+spec:
+  restartPolicy: Never
+  containers:
+  - name: once
+    image: IMAGE
+    command: ["sh", "-c", "echo done once"]
+"#,
+    );
+    let finished =
+        |s: &Value| find(s, "d-once").is_some_and(|p| p["status"]["phase"] == "Succeeded");
+    let s = t.wait_until("the pod completed", finished);
+    let uid = find(&s, "d-once").unwrap()["metadata"]["uid"].clone();
+    std::thread::sleep(Duration::from_millis(500));
+    let text = String::from_utf8_lossy(&t.cli(&["status"]).stdout).into_owned();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("d-once") && l.contains("Completed")),
+        "{text}"
+    );
+    let ev = String::from_utf8_lossy(&t.cli(&["events"]).stdout).into_owned();
+    assert!(!ev.contains("ShimDied"), "{ev}");
+    assert_eq!(ev.matches("Started").count(), 1, "{ev}");
+    let out = t.cli(&["logs", "d-once"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "done once\n");
+
+    t.kill_daemon("-KILL");
+    t.start_daemon();
+    let s = t.wait_until("the pod still completed", finished);
+    assert_eq!(find(&s, "d-once").unwrap()["metadata"]["uid"], uid);
+
+    // restart runs it again.
+    let out = t.cli(&["restart", "d-once"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    t.wait_until("a new run", |s| {
+        find(s, "d-once").is_some_and(|p| p["metadata"]["uid"] != uid)
+    });
+}

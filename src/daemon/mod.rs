@@ -116,7 +116,11 @@ struct Entry {
     pod: Pod,
     file: String,
     pid: i32,
-    pidfd: OwnedFd,
+    /// None once the shim is gone (a finished pod).
+    pidfd: Option<OwnedFd>,
+    /// The pod ran to its end (restartPolicy Never/OnFailure) and its shim exited: kept
+    /// for status until its file changes or goes.
+    finished: bool,
     /// Set when this daemon started the shim (it must reap it).
     child: Option<Child>,
     started: SystemTime,
@@ -138,6 +142,18 @@ pub struct Daemon {
     reported_dups: BTreeSet<(PodKey, String)>,
     debounce: Debounce,
     cgroups: Option<crate::cgroup::Cgroups>,
+    /// Pods whose shim died: deaths in a row, last death, no start before, woken for it.
+    rebuilds: BTreeMap<PodKey, Rebuild>,
+    /// A finished pod was removed during this reconcile: run it again.
+    again: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Rebuild {
+    step: u32,
+    last_death: Instant,
+    not_before: Instant,
+    fired: bool,
 }
 
 /// Runs the daemon until SIGTERM or SIGINT; the pods keep running after it.
@@ -193,6 +209,8 @@ pub fn run(cfg: Config) -> Result<()> {
         reported_dups: BTreeSet::new(),
         debounce: Debounce::default(),
         cgroups,
+        rebuilds: BTreeMap::new(),
+        again: false,
     };
     d.adopt();
     d.read_all();
@@ -325,8 +343,37 @@ impl Daemon {
                 .unwrap_or_default()
                 .trim()
                 .to_string();
+            let finished = fs::read(run_dir.join("status.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .is_some_and(|v| status::compute_pod_finished(&v));
+            let alive = |pid: i32| is_our_shim(pid, &spec_path);
             match (spec, pid) {
-                (Some(spec), Some(pid)) if is_our_shim(pid, &spec_path) => match pidfd(pid) {
+                (Some(spec), Some(pid)) if !alive(pid) && finished => {
+                    let key = spec.pod.key();
+                    let started = fs::metadata(run_dir.join("shim.pid"))
+                        .and_then(|m| m.modified())
+                        .unwrap_or_else(|_| SystemTime::now());
+                    self.entries.insert(
+                        uid.clone(),
+                        Entry {
+                            key,
+                            uid,
+                            pod: spec.pod,
+                            file,
+                            pid,
+                            pidfd: None,
+                            finished: true,
+                            child: None,
+                            started,
+                            run_dir,
+                            root_dir: spec.root_dir,
+                            stopping: false,
+                        },
+                    );
+                    continue;
+                }
+                (Some(spec), Some(pid)) if alive(pid) => match pidfd(pid) {
                     Ok(fd) => {
                         let key = spec.pod.key();
                         let started = fs::metadata(run_dir.join("shim.pid"))
@@ -346,7 +393,8 @@ impl Daemon {
                                 pod: spec.pod,
                                 file,
                                 pid,
-                                pidfd: fd,
+                                pidfd: Some(fd),
+                                finished: false,
                                 child: None,
                                 started,
                                 run_dir,
@@ -556,9 +604,19 @@ impl Daemon {
             .iter()
             .map(|(k, (p, _))| (k.clone(), p.clone()))
             .collect();
+        let now = Instant::now();
         for a in compute_actions(&want, &running) {
             if busy.contains(&a.key) && a.action == PodAction::Start {
                 // The old copy is still stopping; its exit runs the reconcile again.
+                continue;
+            }
+            if a.action == PodAction::Start
+                && self
+                    .rebuilds
+                    .get(&a.key)
+                    .is_some_and(|r| r.not_before > now)
+            {
+                // A shim that died is rebuilt with back-off; the loop wakes up for it.
                 continue;
             }
             let desired_pod = desired.get(&a.key).cloned();
@@ -574,7 +632,20 @@ impl Daemon {
                 let _ = fs::write(e.run_dir.join("source"), f);
             }
         }
+        if std::mem::take(&mut self.again) {
+            self.reconcile();
+            return;
+        }
         self.publish();
+    }
+
+    /// When the next delayed rebuild is due.
+    fn next_rebuild(&self) -> Option<Instant> {
+        self.rebuilds
+            .values()
+            .filter(|r| !r.fired)
+            .map(|r| r.not_before)
+            .min()
     }
 
     fn uid_of(&self, key: &PodKey) -> Option<String> {
@@ -631,10 +702,20 @@ impl Daemon {
             } => {
                 let Some((pod, _)) = desired else { return };
                 let Some(uid) = self.uid_of(&key) else { return };
-                let same_layout = {
+                let (same_layout, finished) = {
                     let e = &self.entries[&uid];
-                    names(&e.pod) == names(&pod)
+                    (names(&e.pod) == names(&pod), e.finished)
                 };
+                if finished {
+                    self.event(
+                        &k,
+                        false,
+                        "Killing",
+                        "the finished pod changed: running it again",
+                    );
+                    self.stop(&uid);
+                    return;
+                }
                 if !start.is_empty() || !stop.is_empty() || !same_layout {
                     self.event(
                         &k,
@@ -702,6 +783,13 @@ impl Daemon {
         let uid = self
             .uid_of(key)
             .ok_or_else(|| format!("pod {key} is not running"))?;
+        if self.entries[&uid].finished {
+            let msg = "the pod had finished: running it again".to_string();
+            self.event(&key.to_string(), false, "Restarting", &msg);
+            self.stop(&uid);
+            self.reconcile();
+            return Ok(msg);
+        }
         let e = &self.entries[&uid];
         let list: Vec<String> = match container {
             Some(c) => {
@@ -786,7 +874,8 @@ impl Daemon {
                         pod,
                         file: file.to_string(),
                         pid,
-                        pidfd,
+                        pidfd: Some(pidfd),
+                        finished: false,
                         child: Some(child),
                         started: SystemTime::now(),
                         run_dir,
@@ -806,6 +895,12 @@ impl Daemon {
     /// Graceful stop: SIGTERM to the shim, which runs the grace periods; its exit (pidfd)
     /// finishes the job.
     fn stop(&mut self, uid: &str) {
+        if self.entries.get(uid).is_some_and(|e| e.finished) {
+            let e = self.entries.remove(uid).expect("entry");
+            self.remove_pod_files(&e);
+            self.again = true;
+            return;
+        }
         if let Some(e) = self.entries.get_mut(uid)
             && !e.stopping
         {
@@ -815,14 +910,75 @@ impl Daemon {
     }
 
     /// A shim exited: reap, clean, and reconcile (a stopped pod may have a successor; a dead
-    /// one is rebuilt).
+    /// one is rebuilt, with back-off when it keeps dying; a finished one stays as it ended).
     fn shim_exited(&mut self, uid: &str) {
-        let Some(mut e) = self.entries.remove(uid) else {
+        let Some(e) = self.entries.get_mut(uid) else {
             return;
         };
         if let Some(c) = &mut e.child {
             let _ = c.wait();
         }
+        e.child = None;
+        e.pidfd = None;
+        let finished = !e.stopping
+            && fs::read(e.run_dir.join("status.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .is_some_and(|v| status::compute_pod_finished(&v));
+        if finished {
+            e.finished = true;
+            let k = e.key.to_string();
+            self.event(
+                &k,
+                false,
+                "Finished",
+                "every container ended; the pod stays as it ended until its file changes",
+            );
+            return;
+        }
+        let e = self.entries.remove(uid).expect("entry");
+        self.remove_pod_files(&e);
+        let k = e.key.to_string();
+        if e.stopping {
+            self.event(&k, false, "Stopped", "pod stopped and cleaned up");
+            return;
+        }
+        // Deaths in a row back off on the CrashLoopBackOff curve (0 s, 10 s, 20 s … 5 min);
+        // ten quiet minutes start a fresh curve.
+        let now = Instant::now();
+        let settings = crate::plan::backoff::BackoffSettings::default();
+        let step = match self.rebuilds.get(&e.key) {
+            Some(r) if now.duration_since(r.last_death) < settings.reset_after => r.step + 1,
+            _ => 0,
+        };
+        let delay = settings.compute_delay(step);
+        self.rebuilds.insert(
+            e.key.clone(),
+            Rebuild {
+                step,
+                last_death: now,
+                not_before: now + delay,
+                fired: delay.is_zero(),
+            },
+        );
+        let when = if delay.is_zero() {
+            String::new()
+        } else {
+            format!(" in {}s", delay.as_secs())
+        };
+        self.event(
+            &k,
+            true,
+            "ShimDied",
+            &format!(
+                "shim pid {} died; cleaned up, rebuilding the pod{when}",
+                e.pid
+            ),
+        );
+    }
+
+    /// Cleans a gone pod's processes, cgroups, mounts, directories and logs.
+    fn remove_pod_files(&self, e: &Entry) {
         self.cleanup_dead(&e.uid, &e.run_dir, &e.root_dir);
         // The pod object is gone (a successor gets a new uid): its logs go with it, as the
         // kubelet removes a deleted pod's logs.
@@ -832,17 +988,6 @@ impl Daemon {
             && err.kind() != io::ErrorKind::NotFound
         {
             log::warn!("remove {}: {err}", logs.display());
-        }
-        let k = e.key.to_string();
-        if e.stopping {
-            self.event(&k, false, "Stopped", "pod stopped and cleaned up");
-        } else {
-            self.event(
-                &k,
-                true,
-                "ShimDied",
-                &format!("shim pid {} died; cleaned up, rebuilding the pod", e.pid),
-            );
         }
     }
 
@@ -872,23 +1017,31 @@ impl Daemon {
 
     fn run_loop(&mut self, sigfd: &SignalFd) -> Result<()> {
         loop {
-            let timeout = match self.debounce.deadline() {
+            let deadline = [self.debounce.deadline(), self.next_rebuild()]
+                .into_iter()
+                .flatten()
+                .min();
+            let timeout = match deadline {
                 Some(t) => {
                     let ms = t.saturating_duration_since(Instant::now()).as_millis() + 1;
                     PollTimeout::try_from(ms.min(60_000) as i32).unwrap_or(PollTimeout::NONE)
                 }
                 None => PollTimeout::NONE,
             };
-            let uids: Vec<String> = self.entries.keys().cloned().collect();
+            let uids: Vec<String> = self
+                .entries
+                .iter()
+                .filter(|(_, e)| e.pidfd.is_some())
+                .map(|(u, _)| u.clone())
+                .collect();
             let mut fds = vec![
                 PollFd::new(self.wake_rx.as_fd(), PollFlags::POLLIN),
                 PollFd::new(sigfd.as_fd(), PollFlags::POLLIN),
             ];
             for u in &uids {
-                fds.push(PollFd::new(
-                    self.entries[u].pidfd.as_fd(),
-                    PollFlags::POLLIN,
-                ));
+                if let Some(fd) = &self.entries[u].pidfd {
+                    fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+                }
             }
             match nix::poll::poll(&mut fds, timeout) {
                 Ok(_) | Err(Errno::EINTR) => {}
@@ -957,6 +1110,14 @@ impl Daemon {
             for (i, u) in uids.iter().enumerate() {
                 if ready[i + 2] {
                     self.shim_exited(u);
+                    changed = true;
+                }
+            }
+            let now = Instant::now();
+            for r in self.rebuilds.values_mut() {
+                if !r.fired && r.not_before <= now {
+                    // A delayed rebuild is due.
+                    r.fired = true;
                     changed = true;
                 }
             }

@@ -71,6 +71,23 @@ pub fn compute_container_statuses(shim: &Value) -> (Vec<ContainerStatus>, Vec<Co
     (init, app)
 }
 
+/// True when the shim's last status says the pod is over: every container terminated and
+/// none waiting for a restart (a `restartPolicy: Never`/`OnFailure` pod that completed).
+/// A shim that exits after that did its job; any other exit is a death.
+pub fn compute_pod_finished(shim: &Value) -> bool {
+    let list = shim
+        .get("containerStatuses")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    !list.is_empty()
+        && list.iter().all(|c| {
+            c.get("state")
+                .and_then(|s| s.get("terminated"))
+                .is_some_and(|t| !t.is_null())
+        })
+}
+
 /// The Pod object of `podsup status -o json`.
 pub fn compute_pod_object(view: &PodView, shim: Option<&Value>, now: SystemTime) -> Value {
     let mut status = PodStatus::default();
@@ -189,6 +206,21 @@ mod tests {
         let cols = crate::model::compute_pod_columns(&spec, &st, false, SystemTime::UNIX_EPOCH);
         assert_eq!(cols.ready, "1/2");
         assert_eq!(cols.status, "CrashLoopBackOff");
+    }
+
+    #[test]
+    fn finished_pods() {
+        let done = json!({"containerStatuses": [
+            {"name": "a", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}},
+        ]});
+        assert!(compute_pod_finished(&done));
+        let restarting = json!({"containerStatuses": [
+            {"name": "a", "state": {"terminated": {"exitCode": 0}}},
+            {"name": "b", "state": {"waiting": {"reason": "CrashLoopBackOff"}}},
+        ]});
+        assert!(!compute_pod_finished(&restarting));
+        assert!(!compute_pod_finished(&json!({"containerStatuses": []})));
+        assert!(!compute_pod_finished(&json!({})));
     }
 
     #[test]
