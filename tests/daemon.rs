@@ -881,3 +881,43 @@ spec:
         find(s, "d-once").is_some_and(|p| p["metadata"]["uid"] != uid)
     });
 }
+
+#[test]
+fn unsafe_files_and_missing_images_are_reported_and_sighup_retries() {
+    let Some(t) =
+        DaemonTest::new("unsafe_files_and_missing_images_are_reported_and_sighup_retries")
+    else {
+        return;
+    };
+    // A manifest owned by a user is not applied.
+    let foreign = t.write("foreign.yaml", &two_containers("d-foreign", "A1", "B1", ""));
+    nix_chown(&foreign, 1000);
+    // An image that is not in the store: reported, with how to add it.
+    let missing = two_containers("d-noimage", "A1", "B1", "")
+        .replace("IMAGE", "docker.io/library/not-here:1");
+    std::fs::write(t.dirs.manifests.join("noimage.yaml"), missing).unwrap();
+    let s = t.wait_until("both reported", |s| {
+        s["problems"].as_array().is_some_and(|p| p.len() == 2)
+    });
+    let problems = s["problems"].as_array().unwrap();
+    let text = serde_json::to_string(problems).unwrap();
+    assert!(text.contains("owned by uid 1000"), "{text}");
+    assert!(
+        text.contains("FailedToStart") && text.contains("podsup image import"),
+        "{text}"
+    );
+    assert!(find(&s, "d-foreign").is_none() && find(&s, "d-noimage").is_none());
+
+    // Fixed by hand; SIGHUP makes the daemon read everything again and retry.
+    nix_chown(&foreign, 0);
+    common::busybox_image(&t.dirs, "docker.io/library/not-here:1", &[]);
+    let pid = t.daemon.as_ref().unwrap().id().to_string();
+    std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap();
+    t.wait_running("d-foreign");
+    t.wait_running("d-noimage");
+    let s = t.status();
+    assert_eq!(s["problems"].as_array().unwrap().len(), 0, "{s}");
+}
