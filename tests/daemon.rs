@@ -890,8 +890,15 @@ fn unsafe_files_and_missing_images_are_reported_and_sighup_retries() {
         return;
     };
     // A manifest owned by a user is not applied.
-    let foreign = t.write("foreign.yaml", &two_containers("d-foreign", "A1", "B1", ""));
-    nix_chown(&foreign, 1000);
+    let staged = t.tmp().join("foreign.yaml");
+    std::fs::write(
+        &staged,
+        two_containers("d-foreign", "A1", "B1", "").replace("IMAGE", &t.image),
+    )
+    .unwrap();
+    nix_chown(&staged, 1000);
+    let foreign = t.dirs.manifests.join("foreign.yaml");
+    std::fs::rename(&staged, &foreign).unwrap();
     // An image that is not in the store: reported, with how to add it.
     let missing = two_containers("d-noimage", "A1", "B1", "")
         .replace("IMAGE", "docker.io/library/not-here:1");

@@ -7,6 +7,12 @@
 //! [`MAX_DELAY`] (1 s) after the first event of a burst, so that a file rewritten
 //! continuously is still applied. Re-reading a file whose content did not change restarts
 //! nothing (the reconcile compares pods), so an extra apply is harmless.
+//!
+//! One exception, the leading edge: a file renamed into place (`mv`, `sed -i`, an atomic
+//! writer) is complete by construction, so when such a rename is the first event in a quiet
+//! directory it is applied at once, without the quiet period; what follows it within the
+//! burst is coalesced as usual. A plain write (`CLOSE_WRITE`) always waits: a writer may
+//! close and reopen the file several times before it is whole.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -32,9 +38,16 @@ pub enum Batch {
 }
 
 impl Debounce {
-    pub fn note(&mut self, name: String, now: Instant) {
-        self.names.insert(name);
+    /// Records an event on `name`. `atomic`: the file was renamed into place. Returns true
+    /// when the caller should apply `name` now (the leading edge); the name is then not kept
+    /// for the batch, but the burst window starts, so that what follows is coalesced.
+    pub fn note(&mut self, name: String, now: Instant, atomic: bool) -> bool {
+        let now_please = atomic && self.first.is_none();
+        if !now_please {
+            self.names.insert(name);
+        }
         self.touch(now);
+        now_please
     }
 
     pub fn note_rescan(&mut self, now: Instant) {
@@ -65,6 +78,9 @@ impl Debounce {
         let names = std::mem::take(&mut self.names);
         if std::mem::take(&mut self.rescan) {
             Some(Batch::Rescan)
+        } else if names.is_empty() {
+            // Only a leading-edge apply in this window: nothing left to do.
+            None
         } else {
             Some(Batch::Files(names))
         }
@@ -80,17 +96,17 @@ mod tests {
         let t0 = Instant::now();
         let mut d = Debounce::default();
         assert_eq!(d.deadline(), None);
-        d.note("a.yaml".into(), t0);
+        d.note("a.yaml".into(), t0, false);
         assert_eq!(d.deadline(), Some(t0 + QUIET));
         assert_eq!(d.take(t0 + Duration::from_millis(50)), None);
         // Events every 50 ms keep pushing the apply back, up to the cap.
         let mut t = t0;
         for _ in 0..30 {
             t += Duration::from_millis(50);
-            d.note("a.yaml".into(), t);
+            assert!(!d.note("a.yaml".into(), t, true));
         }
         assert_eq!(d.deadline(), Some(t0 + MAX_DELAY));
-        d.note("b.yaml".into(), t);
+        d.note("b.yaml".into(), t, false);
         let batch = d.take(t0 + MAX_DELAY).unwrap();
         assert_eq!(
             batch,
@@ -100,10 +116,30 @@ mod tests {
     }
 
     #[test]
+    fn a_rename_into_a_quiet_directory_applies_at_once() {
+        let t0 = Instant::now();
+        let mut d = Debounce::default();
+        assert!(d.note("a.yaml".into(), t0, true));
+        // The window started: the next rename waits for the quiet period.
+        assert!(!d.note("a.yaml".into(), t0 + QUIET / 2, true));
+        assert_eq!(d.deadline(), Some(t0 + QUIET / 2 + QUIET));
+        assert_eq!(
+            d.take(t0 + QUIET * 2),
+            Some(Batch::Files(["a.yaml".to_string()].into()))
+        );
+        // Alone in its window, a leading-edge apply leaves nothing behind.
+        assert!(d.note("b.yaml".into(), t0 + QUIET * 3, true));
+        assert_eq!(d.take(t0 + QUIET * 5), None);
+        assert_eq!(d.deadline(), None);
+        // A write (not a rename) always waits.
+        assert!(!d.note("c.yaml".into(), t0 + QUIET * 6, false));
+    }
+
+    #[test]
     fn overflow_means_one_rescan() {
         let t0 = Instant::now();
         let mut d = Debounce::default();
-        d.note("a.yaml".into(), t0);
+        d.note("a.yaml".into(), t0, false);
         d.note_rescan(t0);
         d.note_rescan(t0);
         assert_eq!(d.take(t0 + QUIET), Some(Batch::Rescan));

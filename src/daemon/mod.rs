@@ -80,7 +80,8 @@ pub struct Shared {
 
 #[derive(Default)]
 struct FsEvents {
-    names: Vec<String>,
+    /// File names, and whether the event was a rename into place.
+    names: Vec<(String, bool)>,
     rescan: bool,
 }
 
@@ -269,9 +270,12 @@ fn watch(dir: &Path, shared: Arc<Shared>) -> Result<notify::RecommendedWatcher> 
                     if ev.need_rescan() {
                         q.rescan = true;
                     }
+                    use notify::event::{EventKind, ModifyKind, RenameMode};
+                    let renamed_to =
+                        matches!(ev.kind, EventKind::Modify(ModifyKind::Name(RenameMode::To)));
                     for p in ev.paths {
                         if let Some(n) = p.file_name().and_then(|n| n.to_str()) {
-                            q.names.push(n.to_string());
+                            q.names.push((n.to_string(), renamed_to));
                         }
                     }
                 }
@@ -1083,9 +1087,11 @@ impl Daemon {
                 if ev.rescan {
                     self.debounce.note_rescan(now);
                 }
-                for n in ev.names {
-                    if manifest::is_manifest_name(&n) {
-                        self.debounce.note(n, now);
+                for (n, atomic) in ev.names {
+                    if manifest::is_manifest_name(&n) && self.debounce.note(n.clone(), now, atomic)
+                    {
+                        self.read_file(&n);
+                        changed = true;
                     }
                 }
                 let cmds = std::mem::take(

@@ -60,7 +60,7 @@ fn send(out: &mut UnixStream, r: Response) -> std::io::Result<()> {
 }
 
 fn handle(conn: UnixStream, shared: &Shared, cfg: &Config) -> std::io::Result<()> {
-    // Root only: the socket is 0600, and the peer is checked too.
+    // Root only: the socket is 0600 in a root-owned directory (checked at bind).
     let mut out = conn.try_clone()?;
     let mut line = String::new();
     conn.set_read_timeout(Some(Duration::from_secs(10)))?;
