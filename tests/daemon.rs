@@ -370,6 +370,20 @@ fn dropped_file_runs_and_removed_file_stops_and_cleans() {
         "{text}"
     );
     let uid = pod["metadata"]["uid"].as_str().unwrap().to_string();
+    // Idle means idle: no read of anything while nothing changes (no polling, and the
+    // daemon's own reads of a manifest do not wake it up again).
+    std::thread::sleep(Duration::from_millis(300));
+    let reads = || {
+        let pid = t.daemon.as_ref().unwrap().id();
+        std::fs::read_to_string(format!("/proc/{pid}/io"))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("syscr: ").map(|v| v.parse::<u64>().unwrap()))
+            .unwrap()
+    };
+    let before = reads();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(reads(), before, "the idle daemon read something");
     std::fs::remove_file(&path).unwrap();
     t.wait_until("the pod gone", |s| find(s, "d-drop").is_none());
     assert!(!t.dirs.run.join("pods").join(&uid).exists());

@@ -266,6 +266,16 @@ fn watch(dir: &Path, shared: Arc<Shared>) -> Result<notify::RecommendedWatcher> 
         {
             let mut q = shared.fs_events.lock().unwrap_or_else(|p| p.into_inner());
             match res {
+                // Our own reads of a manifest are events too (open, access, close without
+                // writing): without this filter, reading a file would trigger reading it.
+                Ok(ev)
+                    if matches!(
+                        ev.kind,
+                        notify::EventKind::Access(a)
+                            if a != notify::event::AccessKind::Close(
+                                notify::event::AccessMode::Write
+                            )
+                    ) => {}
                 Ok(ev) => {
                     if ev.need_rescan() {
                         q.rescan = true;
