@@ -942,3 +942,42 @@ fn unsafe_files_and_missing_images_are_reported_and_sighup_retries() {
     let s = t.status();
     assert_eq!(s["problems"].as_array().unwrap().len(), 0, "{s}");
 }
+
+#[test]
+fn namespaces_select_pods_like_kubectl() {
+    let Some(t) = DaemonTest::new("namespaces_select_pods_like_kubectl") else {
+        return;
+    };
+    let yaml = two_containers("d-ns", "A1", "B1", "")
+        .replace("  name: d-ns\n", "  name: d-ns\n  namespace: team\n");
+    t.write("ns.yaml", &yaml);
+    t.wait_running("d-ns");
+    let text = |args: &[&str]| {
+        let out = t.cli(args);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (_, default_ns, _) = text(&["status"]);
+    assert!(!default_ns.contains("d-ns"), "{default_ns}");
+    let (_, team, _) = text(&["status", "-n", "team"]);
+    assert!(team.lines().any(|l| l.starts_with("d-ns ")), "{team}");
+    let (_, all, _) = text(&["status", "-A"]);
+    assert!(all.starts_with("NAMESPACE"), "{all}");
+    assert!(all.lines().any(|l| l.starts_with("team ")), "{all}");
+    assert!(all.lines().all(|l| l.chars().count() <= 80), "{all}");
+    let (code, _, err) = text(&["status", "d-ns"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("default/d-ns not found"), "{err}");
+    let (code, one, _) = text(&["status", "d-ns", "-n", "team", "-o", "yaml"]);
+    assert_eq!(code, Some(0));
+    assert!(one.starts_with("apiVersion: v1\n"), "{one}");
+    assert!(one.contains("\n  namespace: team\n"), "{one}");
+    let (code, _, err) = text(&["restart", "d-ns", "-c", "a"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("default/d-ns is not running"), "{err}");
+    let (code, _, err) = text(&["restart", "d-ns", "-n", "team", "-c", "a"]);
+    assert_eq!(code, Some(0), "{err}");
+}
