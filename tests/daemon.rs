@@ -981,3 +981,24 @@ fn namespaces_select_pods_like_kubectl() {
     let (code, _, err) = text(&["restart", "d-ns", "-n", "team", "-c", "a"]);
     assert_eq!(code, Some(0), "{err}");
 }
+
+#[test]
+fn a_second_daemon_on_the_same_run_dir_is_refused() {
+    let Some(t) = DaemonTest::new("a_second_daemon_on_the_same_run_dir_is_refused") else {
+        return;
+    };
+    let out = podsup()
+        .arg("daemon")
+        .args(t.flags())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("another podsup daemon already serves"),
+        "{err}"
+    );
+    // The first one still answers.
+    assert!(t.cli(&["status"]).status.success());
+}

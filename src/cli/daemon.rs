@@ -39,10 +39,7 @@ pub fn run(args: Args) -> CliResult {
     }
     match crate::daemon::run(cfg) {
         Ok(()) => Ok(ExitCode::SUCCESS),
-        Err(e)
-            if format!("{e}").starts_with("refusing")
-                || format!("{e}").contains("another podsup daemon") =>
-        {
+        Err(e) if e.downcast_ref::<crate::daemon::Refused>().is_some() => {
             Err(Failure::User(format!("podsup daemon: {e:#}")))
         }
         Err(e) => Err(Failure::Internal(e)),

@@ -53,8 +53,14 @@ pub struct Config {
     pub cgroup_parent: String,
 }
 
+/// The daemon will not run as asked (unsafe directory, another daemon on the socket): the
+/// user's to fix, not an internal failure.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
+
 /// A request from an API thread that the loop must carry out.
-pub enum Command_ {
+pub enum LoopRequest {
     Restart {
         key: PodKey,
         container: Option<String>,
@@ -74,7 +80,7 @@ pub struct Shared {
     pub snapshot: Mutex<Snapshot>,
     pub events: Events,
     fs_events: Mutex<FsEvents>,
-    commands: Mutex<Vec<Command_>>,
+    commands: Mutex<Vec<LoopRequest>>,
     wake: UnixStream,
 }
 
@@ -91,7 +97,7 @@ impl Shared {
         let _ = (&self.wake).write(&[1]);
     }
 
-    pub fn send(&self, c: Command_) {
+    pub fn send(&self, c: LoopRequest) {
         self.commands
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -167,7 +173,7 @@ pub fn run(cfg: Config) -> Result<()> {
         create_private_dir(dir).with_context(|| format!("{what} {}", dir.display()))?;
     }
     for dir in [&cfg.manifests, &cfg.root, &cfg.run, &cfg.log_dir] {
-        safety::check_path(dir).map_err(|why| anyhow::anyhow!("refusing to run: {why}"))?;
+        safety::check_path(dir).map_err(|why| Refused(format!("refusing to run: {why}")))?;
     }
     fs::create_dir_all(cfg.run.join("pods")).context("mkdir --run/pods")?;
 
@@ -1113,7 +1119,7 @@ impl Daemon {
                 );
                 for c in cmds {
                     match c {
-                        Command_::Restart {
+                        LoopRequest::Restart {
                             key,
                             container,
                             reply,

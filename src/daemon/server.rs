@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 
-use super::{Command_, Config, Shared, safety};
+use super::{Config, LoopRequest, Shared, safety};
 use crate::api::{self, LogsRequest, Op, Request, Response};
 use crate::logs::{self, LogReader, ReadOptions};
 use crate::model::PodKey;
@@ -20,16 +20,17 @@ use crate::model::PodKey;
 pub fn bind(run: &Path) -> anyhow::Result<UnixListener> {
     let path = api::socket_path(run);
     if UnixStream::connect(&path).is_ok() {
-        anyhow::bail!(
+        return Err(super::Refused(format!(
             "another podsup daemon already serves {} (stop it first)",
             path.display()
-        );
+        ))
+        .into());
     }
     let _ = std::fs::remove_file(&path);
     let l = UnixListener::bind(&path).with_context(|| format!("bind {}", path.display()))?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
         .with_context(|| format!("chmod {}", path.display()))?;
-    safety::check_path(&path).map_err(|why| anyhow::anyhow!("refusing to serve: {why}"))?;
+    safety::check_path(&path).map_err(|why| super::Refused(format!("refusing to serve: {why}")))?;
     Ok(l)
 }
 
@@ -130,7 +131,7 @@ fn handle(conn: UnixStream, shared: &Shared, cfg: &Config) -> std::io::Result<()
             container,
         } => {
             let (tx, rx) = mpsc::channel();
-            shared.send(Command_::Restart {
+            shared.send(LoopRequest::Restart {
                 key: PodKey {
                     namespace,
                     name: pod,
