@@ -86,7 +86,7 @@ pub(crate) fn resolve_images(
 }
 
 /// Features the manifest may hold that `podsup run` does not apply yet: said, not ignored.
-fn not_yet_applied(pod: &Pod) -> Vec<String> {
+pub(crate) fn not_yet_applied(pod: &Pod) -> Vec<String> {
     let mut out = Vec::new();
     let spec = &pod.spec;
     if spec.active_deadline_seconds.is_some() {

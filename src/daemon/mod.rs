@@ -886,6 +886,10 @@ impl Daemon {
                     "Started",
                     &format!("from {} (shim pid {pid})", self.file_path(file).display()),
                 );
+                // Said, not ignored: what the manifest asks and podsup does not do yet.
+                for w in crate::cli::run::not_yet_applied(&pod) {
+                    self.event(&key.to_string(), true, "NotApplied", &w);
+                }
                 self.entries.insert(
                     uid.clone(),
                     Entry {
