@@ -170,7 +170,7 @@ pub fn run(cfg: Config) -> Result<()> {
         ("--run", &cfg.run),
         ("--log-dir", &cfg.log_dir),
     ] {
-        create_private_dir(dir).with_context(|| format!("{what} {}", dir.display()))?;
+        create_state_dir(dir).with_context(|| format!("{what} {}", dir.display()))?;
     }
     for dir in [&cfg.manifests, &cfg.root, &cfg.run, &cfg.log_dir] {
         safety::check_path(dir).map_err(|why| Refused(format!("refusing to run: {why}")))?;
@@ -229,7 +229,7 @@ pub fn run(cfg: Config) -> Result<()> {
     r
 }
 
-fn create_private_dir(dir: &Path) -> io::Result<()> {
+fn create_state_dir(dir: &Path) -> io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     if dir.exists() {
         return Ok(());
