@@ -389,7 +389,7 @@ fn dropped_file_runs_and_removed_file_stops_and_cleans() {
     assert!(!t.dirs.run.join("pods").join(&uid).exists());
     assert!(!t.dirs.root.join("pods").join(&uid).exists());
     let ev = String::from_utf8_lossy(&t.cli(&["events"]).stdout).into_owned();
-    for reason in ["Started", "Killing", "Stopped"] {
+    for reason in ["Created", "Started", "Killing", "Stopped"] {
         assert!(ev.contains(reason), "{ev}");
     }
 }
@@ -430,6 +430,53 @@ fn edits_apply_with_the_smallest_disruption() {
     assert_eq!(t.shim_pid("d-edit"), shim);
     assert_eq!(t.container_pid("d-edit", "B1"), Some(b1));
     assert_eq!(t.container_pid("d-edit", "A1"), None);
+    let ev = String::from_utf8_lossy(&t.cli(&["events"]).stdout).into_owned();
+    assert_eq!(ev.matches("container a started").count(), 2, "{ev}");
+    assert_eq!(ev.matches("container b started").count(), 1, "{ev}");
+    assert_eq!(
+        ev.matches("Created").count(),
+        1,
+        "one pod, never recreated: {ev}"
+    );
+}
+
+#[test]
+fn a_crashing_container_shows_crash_loop_back_off_and_events() {
+    let Some(t) = DaemonTest::new("a_crashing_container_shows_crash_loop_back_off_and_events")
+    else {
+        return;
+    };
+    t.write(
+        "crash.yaml",
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: d-crash
+spec:
+  containers:
+  - name: crash
+    image: IMAGE
+    command: ["sh", "-c", "echo oops; exit 3"]
+"#,
+    );
+    t.wait_until("a restart", |s| {
+        find(s, "d-crash").is_some_and(|_| restarts(s, "d-crash", "crash") >= 1)
+    });
+    let text = String::from_utf8_lossy(&t.cli(&["status"]).stdout).into_owned();
+    assert!(
+        text.lines().any(|l| l.starts_with("d-crash")
+            && (l.contains("CrashLoopBackOff") || l.contains("Error") || l.contains("Running"))),
+        "{text}"
+    );
+    let ev = String::from_utf8_lossy(&t.cli(&["events"]).stdout).into_owned();
+    assert!(
+        ev.contains("container crash exited with code 3 (Error)"),
+        "{ev}"
+    );
+    assert!(ev.contains("BackOff"), "{ev}");
+    let s = t.status();
+    let cs = &find(&s, "d-crash").unwrap()["status"]["containerStatuses"][0];
+    assert_eq!(cs["lastState"]["terminated"]["exitCode"], 3, "{cs}");
 }
 
 #[test]

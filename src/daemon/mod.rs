@@ -88,6 +88,8 @@ pub struct Shared {
 struct FsEvents {
     /// File names, and whether the event was a rename into place.
     names: Vec<(String, bool)>,
+    /// Pods (uids) whose shim published a new status.json.
+    statuses: Vec<String>,
     rescan: bool,
 }
 
@@ -153,6 +155,10 @@ pub struct Daemon {
     rebuilds: BTreeMap<PodKey, Rebuild>,
     /// A finished pod was removed during this reconcile: run it again.
     again: bool,
+    /// Watches the manifest directory and each pod's run dir (for status.json).
+    watcher: notify::RecommendedWatcher,
+    /// The last status.json seen per pod uid, to turn changes into events.
+    last_status: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -199,7 +205,7 @@ pub fn run(cfg: Config) -> Result<()> {
     });
 
     let listener = server::bind(&cfg.run).context("API socket")?;
-    let _watcher = watch(&cfg.manifests, shared.clone())?;
+    let watcher = watch(&cfg.manifests, shared.clone())?;
     let cgroups = crate::cgroup::Cgroups::detect(crate::cgroup::Config {
         parent: cfg.cgroup_parent.clone(),
         ..Default::default()
@@ -218,6 +224,8 @@ pub fn run(cfg: Config) -> Result<()> {
         cgroups,
         rebuilds: BTreeMap::new(),
         again: false,
+        watcher,
+        last_status: BTreeMap::new(),
     };
     d.adopt();
     d.read_all();
@@ -268,6 +276,7 @@ fn notify_systemd(state: &str) {
 /// loop.
 fn watch(dir: &Path, shared: Arc<Shared>) -> Result<notify::RecommendedWatcher> {
     use notify::Watcher;
+    let manifests = dir.to_path_buf();
     let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         {
             let mut q = shared.fs_events.lock().unwrap_or_else(|p| p.into_inner());
@@ -290,8 +299,20 @@ fn watch(dir: &Path, shared: Arc<Shared>) -> Result<notify::RecommendedWatcher> 
                     let renamed_to =
                         matches!(ev.kind, EventKind::Modify(ModifyKind::Name(RenameMode::To)));
                     for p in ev.paths {
-                        if let Some(n) = p.file_name().and_then(|n| n.to_str()) {
+                        let Some(n) = p.file_name().and_then(|n| n.to_str()) else {
+                            continue;
+                        };
+                        if p.parent() == Some(manifests.as_path()) {
                             q.names.push((n.to_string(), renamed_to));
+                        } else if n == "status.json" && renamed_to {
+                            // A pod's run dir: the shim published a new status.
+                            if let Some(uid) = p
+                                .parent()
+                                .and_then(|d| d.file_name())
+                                .and_then(|u| u.to_str())
+                            {
+                                q.statuses.push(uid.to_string());
+                            }
                         }
                     }
                 }
@@ -405,6 +426,14 @@ impl Daemon {
                             "Adopted",
                             &format!("shim pid {pid}"),
                         );
+                        self.watch_pod(&run_dir);
+                        // Events are changes from here on, not the history so far.
+                        if let Some(v) = fs::read(run_dir.join("status.json"))
+                            .ok()
+                            .and_then(|b| serde_json::from_slice(&b).ok())
+                        {
+                            self.last_status.insert(uid.clone(), v);
+                        }
                         self.entries.insert(
                             uid.clone(),
                             Entry {
@@ -880,10 +909,11 @@ impl Daemon {
         })();
         match r {
             Ok((pid, pidfd, child)) => {
+                self.watch_pod(&run_dir);
                 self.event(
                     &key.to_string(),
                     false,
-                    "Started",
+                    "Created",
                     &format!("from {} (shim pid {pid})", self.file_path(file).display()),
                 );
                 // Said, not ignored: what the manifest asks and podsup does not do yet.
@@ -1001,8 +1031,42 @@ impl Daemon {
         );
     }
 
+    /// Follows the shim's status.json (its container events) through the watcher.
+    fn watch_pod(&mut self, run_dir: &Path) {
+        use notify::Watcher;
+        if let Err(e) = self
+            .watcher
+            .watch(run_dir, notify::RecursiveMode::NonRecursive)
+        {
+            log::warn!("watch {}: {e}", run_dir.display());
+        }
+    }
+
+    /// Turns a new status.json into container events.
+    fn status_changed(&mut self, uid: &str) {
+        let Some(e) = self.entries.get(uid) else {
+            return;
+        };
+        let Some(new) = fs::read(e.run_dir.join("status.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        else {
+            return;
+        };
+        let k = e.key.to_string();
+        for (warning, reason, msg) in
+            status::compute_container_events(self.last_status.get(uid), &new)
+        {
+            self.event(&k, warning, &reason, &msg);
+        }
+        self.last_status.insert(uid.to_string(), new);
+    }
+
     /// Cleans a gone pod's processes, cgroups, mounts, directories and logs.
-    fn remove_pod_files(&self, e: &Entry) {
+    fn remove_pod_files(&mut self, e: &Entry) {
+        use notify::Watcher;
+        let _ = self.watcher.unwatch(&e.run_dir);
+        self.last_status.remove(&e.uid);
         self.cleanup_dead(&e.uid, &e.run_dir, &e.root_dir);
         // The pod object is gone (a successor gets a new uid): its logs go with it, as the
         // kubelet removes a deleted pod's logs.
@@ -1106,6 +1170,9 @@ impl Daemon {
                 let now = Instant::now();
                 if ev.rescan {
                     self.debounce.note_rescan(now);
+                }
+                for uid in ev.statuses {
+                    self.status_changed(&uid);
                 }
                 for (n, atomic) in ev.names {
                     if manifest::is_manifest_name(&n) && self.debounce.note(n.clone(), now, atomic)

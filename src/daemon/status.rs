@@ -88,6 +88,87 @@ pub fn compute_pod_finished(shim: &Value) -> bool {
         })
 }
 
+/// One container event derived from two successive shim statuses: (warning, reason,
+/// message).
+pub type ContainerEvent = (bool, String, String);
+
+/// What changed for each container between two of the shim's `status.json`: started,
+/// terminated (with its reason: Completed, Error, OOMKilled, StartError → Failed), waiting
+/// in CrashLoopBackOff. Pure; the daemon turns them into events.
+pub fn compute_container_events(old: Option<&Value>, new: &Value) -> Vec<ContainerEvent> {
+    let list = |v: Option<&Value>| -> Vec<Value> {
+        v.and_then(|v| v.get("containerStatuses"))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let before = list(old);
+    let kind = |c: &Value| -> &'static str {
+        let st = &c["state"];
+        if st.get("running").is_some_and(|v| !v.is_null()) {
+            "running"
+        } else if st.get("terminated").is_some_and(|v| !v.is_null()) {
+            "terminated"
+        } else {
+            "waiting"
+        }
+    };
+    // The latest termination and what identifies it (restart count, state or lastState).
+    let termination = |c: &Value| -> Option<(Value, (i64, String, bool))> {
+        let rc = c["restartCount"].as_i64().unwrap_or(0);
+        let (t, in_state) = match c["state"].get("terminated").filter(|v| !v.is_null()) {
+            Some(t) => (t.clone(), true),
+            None => (
+                c.get("lastState")
+                    .and_then(|l| l.get("terminated"))
+                    .filter(|v| !v.is_null())?
+                    .clone(),
+                false,
+            ),
+        };
+        let id = (rc, t.to_string(), in_state);
+        Some((t, id))
+    };
+    let mut out = Vec::new();
+    for c in list(Some(new)) {
+        let Some(name) = c["name"].as_str() else {
+            continue;
+        };
+        let o = before.iter().find(|b| b["name"] == name);
+        let rc = c["restartCount"].as_i64();
+        let restarted = o.is_some_and(|o| o["restartCount"].as_i64() != rc);
+        if let Some((t, id)) = termination(&c)
+            && o.and_then(termination).map(|x| x.1) != Some(id)
+        {
+            let code = t["exitCode"].as_i64().unwrap_or(0);
+            let reason = t["reason"].as_str().unwrap_or("Error").to_string();
+            let mut msg = format!("container {name} exited with code {code} ({reason})");
+            if let Some(m) = t["message"].as_str().filter(|m| !m.is_empty()) {
+                msg.push_str(&format!(": {}", m.trim_end()));
+            }
+            let reason = if reason == "StartError" {
+                "Failed".to_string()
+            } else {
+                reason
+            };
+            out.push((code != 0, reason, msg));
+        }
+        let k = kind(&c);
+        if k == "running" && (o.is_none_or(|o| kind(o) != "running") || restarted) {
+            out.push((false, "Started".into(), format!("container {name} started")));
+        }
+        let backoff = |c: &Value| c["state"]["waiting"]["reason"] == "CrashLoopBackOff";
+        if backoff(&c) && (o.is_none_or(|o| !backoff(o)) || restarted) {
+            out.push((
+                true,
+                "BackOff".into(),
+                format!("back-off restarting failed container {name}"),
+            ));
+        }
+    }
+    out
+}
+
 /// The Pod object of `podsup status -o json`.
 pub fn compute_pod_object(view: &PodView, shim: Option<&Value>, now: SystemTime) -> Value {
     let mut status = PodStatus::default();
@@ -206,6 +287,66 @@ mod tests {
         let cols = crate::model::compute_pod_columns(&spec, &st, false, SystemTime::UNIX_EPOCH);
         assert_eq!(cols.ready, "1/2");
         assert_eq!(cols.status, "CrashLoopBackOff");
+    }
+
+    #[test]
+    fn container_events_from_status_changes() {
+        let st = |a: Value, rc: i64, last: Value| {
+            json!({"containerStatuses": [
+                {"name": "a", "state": a, "lastState": last, "restartCount": rc},
+            ]})
+        };
+        let waiting = json!({"waiting": {"reason": "PodInitializing"}});
+        let running = json!({"running": {}});
+        let err = json!({"terminated": {"exitCode": 1, "reason": "Error", "message": ""}});
+        let s0 = st(waiting.clone(), 0, json!({"terminated": null}));
+        let s1 = st(running.clone(), 0, json!({"terminated": null}));
+        let ev = compute_container_events(Some(&s0), &s1);
+        assert_eq!(
+            ev,
+            vec![(false, "Started".into(), "container a started".into())]
+        );
+        assert!(compute_container_events(Some(&s1), &s1).is_empty());
+        // It fails and waits: one termination, one back-off.
+        let s2 = st(
+            json!({"waiting": {"reason": "CrashLoopBackOff"}}),
+            1,
+            err.clone(),
+        );
+        let ev = compute_container_events(Some(&s1), &s2);
+        assert_eq!(ev.len(), 2, "{ev:?}");
+        assert_eq!(ev[0].1, "Error");
+        assert!(ev[0].0);
+        assert_eq!(ev[1].1, "BackOff");
+        // Runs again: started, the old termination is not reported twice.
+        let s3 = st(running.clone(), 1, err.clone());
+        let ev = compute_container_events(Some(&s2), &s3);
+        assert_eq!(
+            ev,
+            vec![(false, "Started".into(), "container a started".into())]
+        );
+        // The same failure again is a new termination (the restart count moved).
+        let s4 = st(
+            json!({"waiting": {"reason": "CrashLoopBackOff"}}),
+            2,
+            err.clone(),
+        );
+        assert_eq!(compute_container_events(Some(&s3), &s4).len(), 2);
+        // Done for good.
+        let done = st(
+            json!({"terminated": {"exitCode": 0, "reason": "Completed"}}),
+            0,
+            json!(null),
+        );
+        let ev = compute_container_events(Some(&s1), &done);
+        assert_eq!(
+            ev,
+            vec![(
+                false,
+                "Completed".into(),
+                "container a exited with code 0 (Completed)".into()
+            )]
+        );
     }
 
     #[test]
