@@ -1049,3 +1049,59 @@ fn a_second_daemon_on_the_same_run_dir_is_refused() {
     // The first one still answers.
     assert!(t.cli(&["status"]).status.success());
 }
+
+#[test]
+fn logs_follow_prints_new_lines_as_they_come() {
+    let Some(t) = DaemonTest::new("logs_follow_prints_new_lines_as_they_come") else {
+        return;
+    };
+    t.write(
+        "tick.yaml",
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: d-tick
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: tick
+    image: IMAGE
+    command: ["sh", "-c", "trap 'exit 0' TERM; i=0; while :; do i=$((i+1)); echo tick $i; sleep 0.1; done"]
+"#,
+    );
+    t.wait_running("d-tick");
+    let mut follow = podsup()
+        .args(["logs", "d-tick", "-f", "--tail", "1"])
+        .args(t.flags())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = follow.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while got.len() < 5 && Instant::now() < deadline {
+        if let Ok(l) = rx.recv_timeout(Duration::from_millis(500)) {
+            got.push(l);
+        }
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert!(got.len() >= 5, "{got:?}");
+    let n: Vec<u64> = got
+        .iter()
+        .map(|l| l.strip_prefix("tick ").unwrap().parse().unwrap())
+        .collect();
+    assert!(n.windows(2).all(|w| w[1] == w[0] + 1), "{n:?}");
+}

@@ -250,6 +250,25 @@ fn logs_answer(
         Ok(x) => x,
         Err(e) => return err(out, e.to_string()),
     };
+    // Following: woken by inotify on the container's log directory (writes, rotation) or
+    // by the client hanging up; a 1 s timeout notices the pod going away (stopped or
+    // recreated: its uid changes), which ends the follow.
+    let notify = if r.follow {
+        use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+        let ino = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).ok();
+        if let Some(i) = &ino {
+            let _ = i.add_watch(
+                &dir,
+                AddWatchFlags::IN_MODIFY
+                    | AddWatchFlags::IN_CREATE
+                    | AddWatchFlags::IN_MOVED_TO
+                    | AddWatchFlags::IN_CLOSE_WRITE,
+            );
+        }
+        ino
+    } else {
+        None
+    };
     loop {
         if let Err(e) = reader.read_available(&mut LogOut(out)) {
             return err(out, e.to_string());
@@ -257,7 +276,6 @@ fn logs_answer(
         if !r.follow {
             return send(out, Response::Done);
         }
-        // Following: the pod's uid changes when it is recreated; end then.
         let alive = {
             let s = shared.snapshot.lock().unwrap_or_else(|p| p.into_inner());
             s.pods.iter().any(|v| v.uid == view.uid && !v.stopping)
@@ -265,7 +283,27 @@ fn logs_answer(
         if !alive {
             return send(out, Response::Done);
         }
-        // Only while a client follows a log: a short sleep between reads.
-        std::thread::sleep(Duration::from_millis(200));
+        if !wait_for_log(notify.as_ref(), out) {
+            return Ok(());
+        }
     }
+}
+
+/// Waits up to a second for the log to change; false when the client went away.
+fn wait_for_log(notify: Option<&nix::sys::inotify::Inotify>, conn: &UnixStream) -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let Some(ino) = notify else {
+        std::thread::sleep(Duration::from_millis(200));
+        return true;
+    };
+    let mut fds = [
+        PollFd::new(ino.as_fd(), PollFlags::POLLIN),
+        PollFd::new(conn.as_fd(), PollFlags::POLLIN),
+    ];
+    let _ = nix::poll::poll(&mut fds, PollTimeout::from(1000u16));
+    let hangup = fds[1].revents().is_some_and(|r| !r.is_empty());
+    while matches!(ino.read_events(), Ok(v) if !v.is_empty()) {}
+    // The client sends nothing after its request: readable means it hung up.
+    !hangup
 }
