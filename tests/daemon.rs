@@ -1105,3 +1105,40 @@ spec:
         .collect();
     assert!(n.windows(2).all(|w| w[1] == w[0] + 1), "{n:?}");
 }
+
+#[test]
+fn an_edit_to_a_missing_image_keeps_the_running_version() {
+    let Some(t) = DaemonTest::new("an_edit_to_a_missing_image_keeps_the_running_version") else {
+        return;
+    };
+    t.write("img.yaml", &two_containers("d-img", "A1", "B1", ""));
+    t.wait_running("d-img");
+    let (a1, b1) = (
+        t.container_pid("d-img", "A1").unwrap(),
+        t.container_pid("d-img", "B1").unwrap(),
+    );
+    let missing = two_containers("d-img", "A2", "B1", "").replacen(
+        "image: IMAGE",
+        "image: docker.io/library/not-here:2",
+        1,
+    );
+    t.write("img.yaml", &missing);
+    let s = t.wait_until("the problem reported", |s| {
+        s["problems"].as_array().is_some_and(|p| !p.is_empty())
+    });
+    let text = serde_json::to_string(&s["problems"]).unwrap();
+    assert!(
+        text.contains("not-here") && text.contains("keeps running"),
+        "{text}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(t.container_pid("d-img", "A1"), Some(a1));
+    assert_eq!(t.container_pid("d-img", "B1"), Some(b1));
+    // Back to an image that exists: applied, the problem gone.
+    t.write("img.yaml", &two_containers("d-img", "A2", "B1", ""));
+    t.wait_until("the edit applied", |s| {
+        s["problems"].as_array().is_some_and(|p| p.is_empty())
+            && t.container_pid("d-img", "A2").is_some()
+    });
+    assert_eq!(t.container_pid("d-img", "B1"), Some(b1));
+}

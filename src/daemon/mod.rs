@@ -734,6 +734,9 @@ impl Daemon {
                 }
             }
             PodAction::Recreate { reason } => {
+                if !self.images_ready(&key, desired.as_ref()) {
+                    return;
+                }
                 if let Some(uid) = self.uid_of(&key) {
                     self.event(
                         &k,
@@ -749,6 +752,9 @@ impl Daemon {
                 start,
                 stop,
             } => {
+                if !self.images_ready(&key, desired.as_ref()) {
+                    return;
+                }
                 let Some((pod, _)) = desired else { return };
                 let Some(uid) = self.uid_of(&key) else { return };
                 let (same_layout, finished) = {
@@ -798,6 +804,27 @@ impl Daemon {
                     log::warn!("pod {k}: {err:#}");
                 }
                 self.event(&k, false, "Applied", "metadata changed; nothing restarts");
+            }
+        }
+    }
+
+    /// Before a running pod is disturbed for a new spec: are its images all there? If not,
+    /// the running version stays and the problem is reported (once per desired spec).
+    fn images_ready(&mut self, key: &PodKey, desired: Option<&(Pod, String)>) -> bool {
+        let Some((pod, file)) = desired else {
+            return true;
+        };
+        if self.start_errors.get(key).is_some_and(|(p, _, _)| p == pod) {
+            return false;
+        }
+        match crate::cli::run::resolve_images(&self.cfg.root, pod) {
+            Ok(_) => true,
+            Err(e) => {
+                let msg = format!("{e}; the running version keeps running");
+                self.event(&key.to_string(), true, "FailedToApply", &msg);
+                self.start_errors
+                    .insert(key.clone(), (pod.clone(), file.clone(), msg));
+                false
             }
         }
     }
