@@ -1142,3 +1142,56 @@ fn an_edit_to_a_missing_image_keeps_the_running_version() {
     });
     assert_eq!(t.container_pid("d-img", "B1"), Some(b1));
 }
+
+#[test]
+fn events_follow_and_the_socket_is_root_only() {
+    let Some(t) = DaemonTest::new("events_follow_and_the_socket_is_root_only") else {
+        return;
+    };
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(t.dirs.run.join("podsup.sock")).unwrap();
+    assert_eq!(m.mode() & 0o777, 0o600);
+    assert_eq!(m.uid(), 0);
+    let mut follow = podsup()
+        .args(["events", "-f", "-o", "json"])
+        .args(t.flags())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = follow.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    t.write("ev.yaml", &two_containers("d-ev", "A1", "B1", ""));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut seen = Vec::new();
+    while Instant::now() < deadline {
+        if let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
+            let v: Value = serde_json::from_str(&l).unwrap();
+            seen.push(format!("{} {}", v["reason"], v["message"]));
+            if v["reason"] == "Started" && v["message"] == "container b started" {
+                break;
+            }
+        }
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert!(
+        seen.iter().any(|l| l.starts_with("\"Created\"")),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().any(|l| l.contains("container b started")),
+        "{seen:?}"
+    );
+}
