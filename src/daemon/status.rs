@@ -157,7 +157,14 @@ pub fn compute_container_events(old: Option<&Value>, new: &Value) -> Vec<Contain
         if k == "running" && (o.is_none_or(|o| kind(o) != "running") || restarted) {
             out.push((false, "Started".into(), format!("container {name} started")));
         }
-        let backoff = |c: &Value| c["state"]["waiting"]["reason"] == "CrashLoopBackOff";
+        // Kubernetes' BackOff is "back-off restarting failed container": a restart after
+        // a success (a requested restart, OnFailure…) is not one.
+        let backoff = |c: &Value| {
+            c["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+                && c["lastState"]["terminated"]["exitCode"]
+                    .as_i64()
+                    .is_some_and(|code| code != 0)
+        };
         if backoff(&c) && (o.is_none_or(|o| !backoff(o)) || restarted) {
             out.push((
                 true,
@@ -318,6 +325,12 @@ mod tests {
         assert_eq!(ev[0].1, "Error");
         assert!(ev[0].0);
         assert_eq!(ev[1].1, "BackOff");
+        // A restart after a success (asked for) is no back-off.
+        let ok = json!({"terminated": {"exitCode": 0, "reason": "Completed"}});
+        let s2b = st(json!({"waiting": {"reason": "CrashLoopBackOff"}}), 1, ok);
+        let ev = compute_container_events(Some(&s1), &s2b);
+        assert_eq!(ev.len(), 1, "{ev:?}");
+        assert_eq!(ev[0].1, "Completed");
         // Runs again: started, the old termination is not reported twice.
         let s3 = st(running.clone(), 1, err.clone());
         let ev = compute_container_events(Some(&s2), &s3);
