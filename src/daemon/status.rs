@@ -28,12 +28,8 @@ pub struct PodView {
 pub fn compute_container_statuses(shim: &Value) -> (Vec<ContainerStatus>, Vec<ContainerStatus>) {
     let mut init = Vec::new();
     let mut app = Vec::new();
-    let list = shim
-        .get("containerStatuses")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    for mut c in list {
+    let published = shim.get("status").is_some_and(Value::is_object);
+    for mut c in all_statuses(shim) {
         let is_init = c.get("init").and_then(Value::as_bool).unwrap_or(false);
         if let Some(obj) = c.as_object_mut() {
             obj.remove("init");
@@ -59,9 +55,11 @@ pub fn compute_container_statuses(shim: &Value) -> (Vec<ContainerStatus>, Vec<Co
         let Ok(mut cs) = serde_json::from_value::<ContainerStatus>(c) else {
             continue;
         };
-        // No probes yet: a running container is ready, and started.
-        cs.ready = cs.state.running.is_some();
-        cs.started = Some(cs.state.running.is_some());
+        if !published {
+            // The first shim has no probes: a running container is ready, and started.
+            cs.ready = cs.state.running.is_some();
+            cs.started = Some(cs.state.running.is_some());
+        }
         if is_init {
             init.push(cs);
         } else {
@@ -71,15 +69,44 @@ pub fn compute_container_statuses(shim: &Value) -> (Vec<ContainerStatus>, Vec<Co
     (init, app)
 }
 
+/// Every container status of a shim's `status.json`, each with an `init` flag. Two forms
+/// are read: the first shim's (`containerStatuses` with `init`), and `PublishedStatus`
+/// (`{"status": <Kubernetes PodStatus>, "restartHistory": …}`) of the lifecycle shim.
+pub fn all_statuses(shim: &Value) -> Vec<Value> {
+    let list = |v: &Value, key: &str| -> Vec<Value> {
+        v.get(key)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    match shim.get("status").filter(|s| s.is_object()) {
+        Some(st) => {
+            let mut out = Vec::new();
+            for (key, init) in [
+                ("initContainerStatuses", true),
+                ("containerStatuses", false),
+            ] {
+                for mut c in list(st, key) {
+                    if let Some(o) = c.as_object_mut() {
+                        o.insert("init".into(), Value::Bool(init));
+                    }
+                    out.push(c);
+                }
+            }
+            out
+        }
+        None => list(shim, "containerStatuses"),
+    }
+}
+
 /// True when the shim's last status says the pod is over: every container terminated and
 /// none waiting for a restart (a `restartPolicy: Never`/`OnFailure` pod that completed).
 /// A shim that exits after that did its job; any other exit is a death.
 pub fn compute_pod_finished(shim: &Value) -> bool {
-    let list = shim
-        .get("containerStatuses")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    if let Some(phase) = shim.get("status").and_then(|s| s.get("phase")) {
+        return phase == "Succeeded" || phase == "Failed";
+    }
+    let list = all_statuses(shim);
     !list.is_empty()
         && list.iter().all(|c| {
             c.get("state")
@@ -96,12 +123,7 @@ pub type ContainerEvent = (bool, String, String);
 /// terminated (with its reason: Completed, Error, OOMKilled, StartError → Failed), waiting
 /// in CrashLoopBackOff. Pure; the daemon turns them into events.
 pub fn compute_container_events(old: Option<&Value>, new: &Value) -> Vec<ContainerEvent> {
-    let list = |v: Option<&Value>| -> Vec<Value> {
-        v.and_then(|v| v.get("containerStatuses"))
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default()
-    };
+    let list = |v: Option<&Value>| -> Vec<Value> { v.map(all_statuses).unwrap_or_default() };
     let before = list(old);
     let kind = |c: &Value| -> &'static str {
         let st = &c["state"];
@@ -178,7 +200,11 @@ pub fn compute_container_events(old: Option<&Value>, new: &Value) -> Vec<Contain
 
 /// The Pod object of `podsup status -o json`.
 pub fn compute_pod_object(view: &PodView, shim: Option<&Value>, now: SystemTime) -> Value {
-    let mut status = PodStatus::default();
+    // The lifecycle shim publishes a whole Kubernetes PodStatus: phase, conditions, reason.
+    let published: Option<PodStatus> = shim
+        .and_then(|s| s.get("status"))
+        .and_then(|s| serde_json::from_value(s.clone()).ok());
+    let mut status = published.clone().unwrap_or_default();
     if let Some(s) = shim {
         let (init, app) = compute_container_statuses(s);
         status.init_container_statuses = init;
@@ -211,11 +237,15 @@ pub fn compute_pod_object(view: &PodView, shim: Option<&Value>, now: SystemTime)
             cs.image = c.1.image.clone();
         }
     }
-    status.phase = compute_pod_phase(&view.pod.spec, &status, view.stopping);
-    status.refresh_conditions(&view.pod.spec, shim.is_some(), now);
-    status.start_time = Some(Time::from_system(view.started));
-    status.host_ip = Some("127.0.0.1".into());
-    status.pod_ip = Some("127.0.0.1".into());
+    if published.is_none() {
+        status.phase = compute_pod_phase(&view.pod.spec, &status, view.stopping);
+        status.refresh_conditions(&view.pod.spec, shim.is_some(), now);
+    }
+    status
+        .start_time
+        .get_or_insert_with(|| Time::from_system(view.started));
+    status.host_ip.get_or_insert_with(|| "127.0.0.1".into());
+    status.pod_ip.get_or_insert_with(|| "127.0.0.1".into());
     let mut obj = serde_json::to_value(&view.pod).unwrap_or_else(|_| json!({}));
     let meta = obj
         .as_object_mut()
@@ -360,6 +390,47 @@ mod tests {
                 "container a exited with code 0 (Completed)".into()
             )]
         );
+    }
+
+    #[test]
+    fn published_status_of_the_lifecycle_shim_is_read_too() {
+        let shim = json!({"status": {
+            "phase": "Running",
+            "conditions": [{"type": "Ready", "status": "False"}],
+            "initContainerStatuses": [
+                {"name": "setup", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}},
+                 "lastState": {}, "ready": false, "restartCount": 0, "image": "", "imageID": ""}],
+            "containerStatuses": [
+                {"name": "a", "state": {"running": {"startedAt": "2026-11-25T03:00:00Z"}},
+                 "lastState": {}, "ready": false, "restartCount": 2, "image": "", "imageID": "", "started": true},
+                {"name": "b", "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                 "lastState": {"terminated": {"exitCode": 1, "reason": "Error", "finishedAt": "2026-11-25T03:01:00Z"}},
+                 "ready": false, "restartCount": 5, "image": "", "imageID": ""}]},
+            "restartHistory": []});
+        let (init, app) = compute_container_statuses(&shim);
+        assert_eq!(init.len(), 1);
+        assert_eq!(app.len(), 2);
+        // Readiness is the shim's (probes), not "running".
+        assert!(!app[0].ready);
+        let view = PodView {
+            pod: pod(),
+            uid: "u".into(),
+            file: "web.yaml".into(),
+            started: SystemTime::UNIX_EPOCH,
+            stopping: false,
+            run_dir: "/x".into(),
+            log_dir: None,
+        };
+        let obj = compute_pod_object(&view, Some(&shim), SystemTime::UNIX_EPOCH);
+        assert_eq!(obj["status"]["phase"], "Running");
+        assert_eq!(obj["status"]["conditions"][0]["status"], "False");
+        assert_eq!(obj["status"]["containerStatuses"][1]["restartCount"], 5);
+        assert!(!compute_pod_finished(&shim));
+        let mut done = shim.clone();
+        done["status"]["phase"] = json!("Succeeded");
+        assert!(compute_pod_finished(&done));
+        let ev = compute_container_events(None, &shim);
+        assert!(ev.iter().any(|e| e.1 == "BackOff"), "{ev:?}");
     }
 
     #[test]
