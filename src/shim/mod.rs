@@ -1183,7 +1183,7 @@ impl Shim {
             Phase::Done { .. } => (terminated(&c.last), terminated(&c.prev)),
             Phase::Waiting { .. } => {
                 let waiting = match (&c.backoff, &c.next_restart_at) {
-                    (Some(st), Some(_)) => {
+                    (Some(st), Some(_)) if !st.delay.is_zero() => {
                         let meta = &self.spec.pod.metadata;
                         let msg = st.compute_message(
                             &c.name,
