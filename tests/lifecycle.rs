@@ -685,3 +685,46 @@ fn a_gib_of_output_leaves_the_shim_flat() {
     assert_eq!(parts[2], "F");
     assert!(parts[0].ends_with('Z') && parts[0].len() == 30, "{line}");
 }
+
+#[test]
+fn status_json_follows_the_pod() {
+    let Some(lc) = Lc::new("status_json_follows_the_pod") else {
+        return;
+    };
+    let inits = format!("  initContainers:\n{}", ctr("setup", "sleep 1", ""));
+    let yaml = pod(
+        "lc-status",
+        "Never",
+        &inits,
+        &ctr(
+            "main",
+            "trap 'exit 0' TERM; while :; do sleep 0.1; done",
+            "",
+        ),
+    );
+    let child = lc.spawn(&yaml, &[], Stdio::null());
+    let s = lc.wait_status(Duration::from_secs(10), |s| {
+        ctr_status(s, "initContainerStatuses", "setup")["state"]["running"].is_object()
+    });
+    assert_eq!(s["status"]["phase"], "Pending", "{s:#}");
+    let main = ctr_status(&s, "containerStatuses", "main");
+    assert_eq!(main["state"]["waiting"]["reason"], "PodInitializing");
+    let cond = |s: &serde_json::Value, t: &str| {
+        s["status"]["conditions"]
+            .as_array()
+            .and_then(|a| a.iter().find(|c| c["type"] == t).cloned())
+            .map(|c| c["status"].clone())
+    };
+    assert_eq!(cond(&s, "Initialized"), Some("False".into()), "{s:#}");
+    let s = lc.wait_status(Duration::from_secs(10), |s| {
+        ctr_status(s, "containerStatuses", "main")["state"]["running"].is_object()
+    });
+    assert_eq!(s["status"]["phase"], "Running", "{s:#}");
+    assert_eq!(cond(&s, "Ready"), Some("True".into()), "{s:#}");
+    let setup = ctr_status(&s, "initContainerStatuses", "setup");
+    assert_eq!(setup["state"]["terminated"]["reason"], "Completed");
+    assert_eq!(ctr_status(&s, "containerStatuses", "main")["started"], true);
+    // It exits 0 on SIGTERM: the pod (restartPolicy Never) succeeded.
+    let (st, _, err) = stop(child, Duration::from_secs(10));
+    assert!(st.success(), "{err}");
+}

@@ -1193,7 +1193,8 @@ impl Shim {
                         );
                         ContainerState::waiting(reasons::CRASH_LOOP_BACK_OFF, Some(msg))
                     }
-                    _ if c.kind == ContainerKind::App && !inits_done => {
+                    // The kubelet's reason for a container whose turn has not come yet.
+                    _ if !c.attempted && (c.kind != ContainerKind::App || !inits_done) => {
                         ContainerState::waiting(reasons::POD_INITIALIZING, None)
                     }
                     _ => ContainerState::waiting(reasons::CONTAINER_CREATING, None),
