@@ -964,7 +964,8 @@ impl Shim {
             policy,
             Some(self.container_spec(i)),
             term.exit_code,
-            self.stopping,
+            // A container told to stop (a sidecar after the apps) is not restarted.
+            self.stopping || self.ctrs[i].stop_sent,
         );
         let backoff = self.backoff;
         let c = &mut self.ctrs[i];
