@@ -2,9 +2,11 @@
 //!
 //! See ARCHITECTURE.md for the map of modules and the invariants they keep.
 
+pub mod api;
 pub mod cgroup;
 pub mod cli;
 pub mod container;
+pub mod daemon;
 pub mod image;
 pub mod logs;
 pub mod manifest;

@@ -8,9 +8,15 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod daemon;
+mod events;
 mod image;
-mod run;
+mod logs;
+mod paths;
+mod restart;
+pub(crate) mod run;
 mod shim;
+mod status;
 mod validate;
 
 /// A declarative pod supervisor: runs Kubernetes `v1 Pod` manifests on one Linux machine.
@@ -49,6 +55,24 @@ pub enum Command {
     /// failed (or the manifest is invalid).
     Run(run::Args),
 
+    /// Watch the manifest directory and run every pod it declares
+    ///
+    /// New files start, edits apply live with the smallest disruption, removed files stop.
+    /// Pods keep running when the daemon stops; a new daemon adopts them. See docs/daemon.md.
+    Daemon(daemon::Args),
+
+    /// Show the pods the daemon runs (like `kubectl get pods`) and manifest errors
+    Status(status::Args),
+
+    /// Print a container's log
+    Logs(logs::Args),
+
+    /// Show what the daemon did: started, stopped, applied, refused manifests
+    Events(events::Args),
+
+    /// Restart a pod's containers (or one, with -c) in place
+    Restart(restart::Args),
+
     /// The pod's infra process (internal)
     #[command(hide = true)]
     Shim(shim::Args),
@@ -85,6 +109,11 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Run(args) => run::run(args),
         Command::Shim(args) => shim::run(args),
         Command::Image(args) => image::run(args),
+        Command::Daemon(args) => daemon::run(args),
+        Command::Status(args) => status::run(args),
+        Command::Logs(args) => logs::run(args),
+        Command::Events(args) => events::run(args),
+        Command::Restart(args) => restart::run(args),
     }
 }
 

@@ -53,7 +53,10 @@ fn new_uid() -> anyhow::Result<String> {
 
 /// Resolves every container's image through the local store (no pulls yet: an image that
 /// is not in the store is an error that says how to import it).
-fn resolve_images(root: &Path, pod: &Pod) -> Result<BTreeMap<String, ImageInfo>, String> {
+pub(crate) fn resolve_images(
+    root: &Path,
+    pod: &Pod,
+) -> Result<BTreeMap<String, ImageInfo>, String> {
     let store = Store::open(root).map_err(|e| e.to_string())?;
     let mut out = BTreeMap::new();
     for (_, c) in pod.spec.all_containers() {
@@ -86,7 +89,7 @@ fn resolve_images(root: &Path, pod: &Pod) -> Result<BTreeMap<String, ImageInfo>,
 }
 
 /// Features the manifest may hold that `podsup run` does not apply yet: said, not ignored.
-fn not_yet_applied(pod: &Pod) -> Vec<String> {
+pub(crate) fn not_yet_applied(pod: &Pod) -> Vec<String> {
     let mut out = Vec::new();
     let spec = &pod.spec;
     let pod_seccomp = spec

@@ -11,6 +11,7 @@
 //! The shim must not parse manifests or resolve images: its caller hands it a [`ShimSpec`].
 
 pub mod state;
+mod update;
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -150,6 +151,10 @@ struct Ctr {
     stop_sent: bool,
     tail: VecDeque<u8>,
     dirs: ContainerDirs,
+    /// The daemon asked for a restart (new spec): restart after the exit whatever the policy.
+    restart_requested: bool,
+    /// When a restarting container gets SIGKILL.
+    restart_kill_at: Option<Instant>,
 }
 
 struct Pump {
@@ -212,6 +217,7 @@ pub fn main(
         Signal::SIGTERM,
         Signal::SIGINT,
         Signal::SIGHUP,
+        Signal::SIGUSR1,
     ] {
         mask.add(s);
     }
@@ -555,6 +561,8 @@ impl Shim {
                 stop_sent: false,
                 prefix: String::new(),
                 tail: VecDeque::new(),
+                restart_requested: false,
+                restart_kill_at: None,
                 dirs: ContainerDirs {
                     rootfs: cdir_run.join("rootfs"),
                     upper: cdir_root.join("upper"),
@@ -683,7 +691,8 @@ impl Shim {
                 }
             }
             self.write_status();
-            let deadline = [plan.wake, self.kill_at, self.deadline]
+            let restart_kill = self.kill_overdue_restarts(now);
+            let deadline = [plan.wake, self.kill_at, self.deadline, restart_kill]
                 .into_iter()
                 .flatten()
                 .min();
@@ -730,6 +739,7 @@ impl Shim {
                 while let Ok(Some(info)) = sigfd.read_signal() {
                     match Signal::try_from(info.ssi_signo as i32) {
                         Ok(Signal::SIGCHLD) => {}
+                        Ok(Signal::SIGUSR1) => self.reload(),
                         Ok(s) => self.begin_stop(s),
                         Err(_) => {}
                     }
@@ -969,6 +979,10 @@ impl Shim {
         );
         let backoff = self.backoff;
         let c = &mut self.ctrs[i];
+        // The daemon asked for this restart (new spec, `podsup restart`): at once, on a
+        // fresh back-off curve, whatever the policy.
+        let requested = std::mem::take(&mut c.restart_requested) && !self.stopping;
+        c.restart_kill_at = None;
         c.pid = None;
         c.history.record(
             Termination {
@@ -982,7 +996,11 @@ impl Shim {
             RESTART_HISTORY_LEN,
         );
         c.prev = c.last.replace(term);
-        if restart {
+        if requested {
+            c.backoff = None;
+            c.next_restart_at = None;
+            c.phase = Phase::Waiting { not_before: None };
+        } else if restart {
             let st = compute_restart_after_exit(&backoff, c.backoff.as_ref(), c.key, now);
             c.backoff = Some(st);
             c.next_restart_at = Some(Time::from_system(SystemTime::now() + st.delay));
