@@ -16,6 +16,8 @@ use common::{TestDirs, podsup, require_root};
 struct PodTest {
     dirs: TestDirs,
     image: String,
+    /// This test's own cgroup parent, `podsup-test-<random>`.
+    parent: String,
 }
 
 impl PodTest {
@@ -25,7 +27,13 @@ impl PodTest {
         }
         let dirs = TestDirs::new();
         let image = common::busybox_image(&dirs, "busybox-test", &[]);
-        Some(PodTest { dirs, image })
+        let rnd = std::fs::read_to_string("/proc/sys/kernel/random/uuid").expect("uuid");
+        let parent = format!("podsup-test-{}", &rnd.trim()[..8]);
+        Some(PodTest {
+            dirs,
+            image,
+            parent,
+        })
     }
 
     fn tmp(&self) -> &Path {
@@ -46,6 +54,8 @@ impl PodTest {
             .arg(&self.dirs.root)
             .arg("--run")
             .arg(&self.dirs.run)
+            .arg("--cgroup-parent")
+            .arg(&self.parent)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -138,9 +148,27 @@ fn processes_mentioning(needle: &str) -> Vec<i32> {
     found
 }
 
-fn leaks(tmp: &Path) -> Vec<String> {
+/// The test's cgroup parent in every hierarchy.
+fn parent_dirs(parent: &str) -> Vec<PathBuf> {
+    std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join(parent))
+        .filter(|d| d.is_dir())
+        .collect()
+}
+
+fn leaks(tmp: &Path, parent: &str) -> Vec<String> {
     let needle = tmp.display().to_string();
     let mut problems = Vec::new();
+    for p in parent_dirs(parent) {
+        for e in std::fs::read_dir(&p).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                problems.push(format!("cgroup left: {}", e.path().display()));
+            }
+        }
+    }
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     for l in mounts.lines().filter(|l| l.contains(&needle)) {
         problems.push(format!("mount left: {l}"));
@@ -165,12 +193,16 @@ impl Drop for PodTest {
         let tmp = self.tmp().to_path_buf();
         // Exits and namespace teardown are asynchronous; give them a moment.
         let deadline = Instant::now() + Duration::from_secs(3);
-        let mut problems = leaks(&tmp);
+        let parent = self.parent.clone();
+        let mut problems = leaks(&tmp, &parent);
         while !problems.is_empty() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
-            problems = leaks(&tmp);
+            problems = leaks(&tmp, &parent);
         }
         if problems.is_empty() {
+            for d in parent_dirs(&parent) {
+                let _ = std::fs::remove_dir(d);
+            }
             return;
         }
         // Clean up what this test started, then fail.
@@ -193,11 +225,25 @@ impl Drop for PodTest {
                     .status();
             }
         }
+        // The test's own cgroups (its processes are dead by now), deepest first.
+        std::thread::sleep(Duration::from_millis(100));
+        for d in parent_dirs(&parent) {
+            rmdir_tree(&d);
+        }
         if !std::thread::panicking() {
             panic!("leak check failed:\n{}", problems.join("\n"));
         }
         eprintln!("leak check failed:\n{}", problems.join("\n"));
     }
+}
+
+fn rmdir_tree(dir: &Path) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.path().is_dir() {
+            rmdir_tree(&e.path());
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
 }
 
 /// Reads `podsup run`'s stdout on a thread until a line contains `needle` (at most 20 s;

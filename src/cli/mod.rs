@@ -146,3 +146,78 @@ pub(crate) fn out(text: &str) -> Result<(), Failure> {
         )),
     }
 }
+
+/// A duration flag: `0`, `250ms`, `10s`, `5m`, `1h`.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    use std::time::Duration;
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{text:?}: expected a duration like 250ms, 10s or 5m"))?;
+    let ms = match unit {
+        "ms" => Some(n),
+        "s" | "" => n.checked_mul(1000),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        _ => return Err(format!("{text:?}: unknown unit {unit:?} (ms, s, m or h)")),
+    };
+    ms.map(Duration::from_millis)
+        .ok_or_else(|| format!("{text:?}: too long"))
+}
+
+/// Back-off and cgroup flags, shared by `podsup run` and `podsup shim`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SupervisorArgs {
+    /// Restart back-off: delay before the second restart of a crash loop, doubling after
+    /// (0: restart at once every time)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub backoff_initial: Option<std::time::Duration>,
+
+    /// Restart back-off: the longest delay
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub backoff_max: Option<std::time::Duration>,
+
+    /// Restart back-off: a container that ran this long starts a fresh curve
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub backoff_reset: Option<std::time::Duration>,
+
+    /// The cgroup (under each hierarchy's root) that holds podsup's pods [default: podsup]
+    #[arg(long, value_name = "NAME")]
+    pub cgroup_parent: Option<String>,
+
+    /// Run without cgroups (no limits, no OOM detection)
+    #[arg(long, conflicts_with = "cgroup_parent")]
+    pub no_cgroups: bool,
+
+    /// Per-pod limit on processes (0: none) [default: 1024]
+    #[arg(long, value_name = "N")]
+    pub pids_limit: Option<i64>,
+}
+
+impl SupervisorArgs {
+    /// Applies the flags given over `settings`.
+    pub fn apply(&self, settings: &mut crate::shim::ShimSettings) -> Result<(), String> {
+        if let Some(d) = self.backoff_initial {
+            settings.backoff_initial_ms = d.as_millis() as u64;
+        }
+        if let Some(d) = self.backoff_max {
+            settings.backoff_max_ms = d.as_millis() as u64;
+        }
+        if let Some(d) = self.backoff_reset {
+            settings.backoff_reset_ms = d.as_millis() as u64;
+        }
+        if let Some(p) = &self.cgroup_parent {
+            crate::cgroup::compute_name_check(p).map_err(|e| e.to_string())?;
+            settings.cgroup_parent = Some(p.clone());
+        }
+        if self.no_cgroups {
+            settings.cgroup_parent = None;
+        }
+        if let Some(n) = self.pids_limit {
+            settings.pids_limit = (n > 0).then_some(n);
+        }
+        settings.backoff().validate().map_err(|e| e.to_string())
+    }
+}

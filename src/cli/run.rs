@@ -40,6 +40,9 @@ pub struct Args {
     /// (`DIR/<namespace>_<pod>_<uid>/<container>/<restart>.log`, what `podsup logs` reads)
     #[arg(long, value_name = "DIR")]
     pub log_dir: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub settings: super::SupervisorArgs,
 }
 
 /// A fresh pod UID (a random UUID, as the API server would assign).
@@ -89,12 +92,6 @@ pub(crate) fn resolve_images(
 pub(crate) fn not_yet_applied(pod: &Pod) -> Vec<String> {
     let mut out = Vec::new();
     let spec = &pod.spec;
-    if spec.active_deadline_seconds.is_some() {
-        out.push("activeDeadlineSeconds is not enforced yet".to_string());
-    }
-    if spec.resources.as_ref().is_some_and(|r| !r.is_empty()) {
-        out.push("pod resources are not enforced yet (cgroups)".to_string());
-    }
     let pod_seccomp = spec
         .security_context
         .as_ref()
@@ -112,17 +109,11 @@ pub(crate) fn not_yet_applied(pod: &Pod) -> Vec<String> {
         {
             missing.push("lifecycle hooks");
         }
-        if !c.resources.is_empty() {
-            missing.push("resources (cgroups)");
-        }
         if c.ports.iter().any(|p| p.host_port.is_some()) {
             missing.push("hostPort");
         }
         if c.stdin || c.tty {
             missing.push("stdin/tty");
-        }
-        if !c.restart_policy_rules.is_empty() {
-            missing.push("restartPolicyRules");
         }
         if c.security_context
             .as_ref()
@@ -159,6 +150,8 @@ pub fn run(args: Args) -> CliResult {
         }
     };
     let images = resolve_images(&args.root, &pod).map_err(Failure::User)?;
+    let mut settings = crate::shim::ShimSettings::default();
+    args.settings.apply(&mut settings).map_err(Failure::User)?;
     for w in not_yet_applied(&pod) {
         log::warn!("{w}");
     }
@@ -168,6 +161,13 @@ pub fn run(args: Args) -> CliResult {
     let root = std::path::absolute(&args.root).context("resolve --root")?;
     let run_dir = run.join("pods").join(&uid);
     let root_dir = root.join("pods").join(&uid);
+    let cgroup_config = settings
+        .cgroup_parent
+        .clone()
+        .map(|parent| crate::cgroup::Config {
+            parent,
+            pids_limit: settings.pids_limit,
+        });
     let result = run_pod(
         pod,
         images,
@@ -175,7 +175,15 @@ pub fn run(args: Args) -> CliResult {
         &run_dir,
         &root_dir,
         args.log_dir.as_deref(),
+        settings,
     );
+    // The shim removes the pod's cgroups; this catches what a killed shim left.
+    if let Some(config) = cgroup_config
+        && let Err(e) = crate::cgroup::Cgroups::detect(config)
+            .and_then(|c| c.cleanup_pod(&uid, std::time::Duration::from_secs(10)))
+    {
+        log::warn!("remove the pod's cgroups: {e}");
+    }
     // The shim removes its dirs; this catches what a crashed shim left.
     for d in [&run_dir, &root_dir] {
         if let Err(e) = fs::remove_dir_all(d)
@@ -194,6 +202,7 @@ fn run_pod(
     run_dir: &Path,
     root_dir: &Path,
     log_dir: Option<&Path>,
+    settings: crate::shim::ShimSettings,
 ) -> CliResult {
     fs::create_dir_all(run_dir).with_context(|| format!("mkdir {}", run_dir.display()))?;
     fs::create_dir_all(root_dir).with_context(|| format!("mkdir {}", root_dir.display()))?;
@@ -214,6 +223,7 @@ fn run_pod(
             Some(d) => Some(std::path::absolute(d).context("resolve --log-dir")?),
             None => None,
         },
+        settings,
     };
     let spec_path = ShimSpec::spec_path(run_dir);
     fs::write(

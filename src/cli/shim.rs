@@ -14,9 +14,13 @@ pub struct Args {
     /// Stop the pod when the parent process dies (podsup run)
     #[arg(long)]
     pub foreground: bool,
+
+    /// Overrides of the settings in the spec
+    #[command(flatten)]
+    pub settings: super::SupervisorArgs,
 }
 
 pub fn run(args: Args) -> CliResult {
-    let code = crate::shim::main(&args.spec, args.foreground)?;
+    let code = crate::shim::main(&args.spec, args.foreground, &args.settings)?;
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
 }

@@ -916,6 +916,10 @@ impl Daemon {
                 run_dir: run_dir.clone(),
                 root_dir: root_dir.clone(),
                 log_dir: Some(self.cfg.log_dir.clone()),
+                settings: crate::shim::ShimSettings {
+                    cgroup_parent: Some(self.cfg.cgroup_parent.clone()),
+                    ..Default::default()
+                },
             };
             let spec_path = ShimSpec::spec_path(&run_dir);
             write_atomic(&spec_path, &serde_json::to_vec(&spec)?).context("write spec.json")?;

@@ -341,6 +341,9 @@ pub struct RestartHistory {
     pub name: String,
     #[serde(default)]
     pub terminations: Vec<Termination>,
+    /// While the container waits in CrashLoopBackOff: when its next attempt is due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_restart_at: Option<Time>,
 }
 
 impl RestartHistory {

@@ -34,9 +34,17 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
+use crate::cgroup::{self, Cgroup, Cgroups, Watch};
 use crate::container::{self, ContainerDirs, ImageInfo, Sandbox, Stdio, VolumeSource};
 use crate::logs::{self, LogSettings, LogWriter, Stream};
-use crate::model::{ContainerKind, DnsPolicy, Pod, StorageMedium, TerminationMessagePolicy};
+use crate::model::{
+    ContainerKind, ContainerState, ContainerStateTerminated, ContainerStatus, DnsPolicy, Pod,
+    PodPhase, PodStatus, PublishedStatus, RESTART_HISTORY_LEN, RestartHistory, StorageMedium,
+    Termination, TerminationMessagePolicy, Time, reason as reasons,
+};
+use crate::plan::backoff::{
+    BackoffKey, BackoffSettings, BackoffState, compute_backoff_key, compute_restart_after_exit,
+};
 use state::{Phase, View};
 
 /// What the shim is told to run; written by `podsup run` (later the daemon) to
@@ -54,6 +62,48 @@ pub struct ShimSpec {
     /// Where to write container logs in the CRI format, if anywhere.
     #[serde(default)]
     pub log_dir: Option<PathBuf>,
+    /// Back-off and cgroup settings (the daemon's, or `podsup run`'s flags).
+    #[serde(default)]
+    pub settings: ShimSettings,
+}
+
+/// The supervisor's settings that are not in the pod.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ShimSettings {
+    /// Back-off before the second restart of a crash loop, doubling after (ms; 0: none).
+    pub backoff_initial_ms: u64,
+    /// The back-off's cap (ms).
+    pub backoff_max_ms: u64,
+    /// A curve starts over after this long without a new step (ms).
+    pub backoff_reset_ms: u64,
+    /// The cgroup under each hierarchy's root that holds the pods; `None`: no cgroups.
+    pub cgroup_parent: Option<String>,
+    /// Per-pod `pids.max`; `None`: no pids limit.
+    pub pids_limit: Option<i64>,
+}
+
+impl Default for ShimSettings {
+    fn default() -> Self {
+        let b = BackoffSettings::default();
+        ShimSettings {
+            backoff_initial_ms: b.initial.as_millis() as u64,
+            backoff_max_ms: b.max.as_millis() as u64,
+            backoff_reset_ms: b.reset_after.as_millis() as u64,
+            cgroup_parent: Some(cgroup::Config::default().parent),
+            pids_limit: Some(cgroup::DEFAULT_PIDS_LIMIT),
+        }
+    }
+}
+
+impl ShimSettings {
+    pub fn backoff(&self) -> BackoffSettings {
+        BackoffSettings {
+            initial: Duration::from_millis(self.backoff_initial_ms),
+            max: Duration::from_millis(self.backoff_max_ms),
+            reset_after: Duration::from_millis(self.backoff_reset_ms),
+        }
+    }
 }
 
 impl ShimSpec {
@@ -69,17 +119,6 @@ const TAIL_LINES: usize = 80;
 /// The kubelet reads at most 4096 bytes of a termination message file.
 const MESSAGE_MAX: u64 = 4096;
 
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Terminated {
-    exit_code: i32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    signal: Option<i32>,
-    reason: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    message: String,
-}
-
 struct Ctr {
     name: String,
     kind: ContainerKind,
@@ -87,7 +126,24 @@ struct Ctr {
     phase: Phase,
     pid: Option<Pid>,
     restart_count: u32,
-    last: Option<Terminated>,
+    /// A start was attempted (the next one is a restart).
+    attempted: bool,
+    /// It ran at least once.
+    started_once: bool,
+    started_at: Option<SystemTime>,
+    /// The last termination and the one before it (`state` / `lastState`).
+    last: Option<ContainerStateTerminated>,
+    prev: Option<ContainerStateTerminated>,
+    history: RestartHistory,
+    key: BackoffKey,
+    backoff: Option<BackoffState>,
+    /// When the pending restart is due, for the status.
+    next_restart_at: Option<Time>,
+    cgroup: Option<Cgroup>,
+    /// OOM kills counted in the container's and the pod's groups when it started.
+    oom_base: (u64, u64),
+    oom_watch: Option<Watch>,
+    oom_seen: bool,
     stop_signal: Signal,
     /// `name | ` as printed before each output line.
     prefix: String,
@@ -120,11 +176,26 @@ struct Shim {
     kill_at: Option<Instant>,
     devnull: OwnedFd,
     pod_mounts: Vec<PathBuf>,
+    backoff: BackoffSettings,
+    pod_cgroup: Option<Cgroup>,
+    start_time: SystemTime,
+    /// `activeDeadlineSeconds` from the start.
+    deadline: Option<Instant>,
+    /// The pod's reason and message once it failed as a whole (DeadlineExceeded).
+    pod_failure: Option<(String, String)>,
+    /// The pod will not run anything any more.
+    over: bool,
+    status: PodStatus,
+    published: String,
 }
 
 /// Runs the shim until the pod is over; returns the exit status for `podsup run`.
 /// `foreground`: stop the pod when the parent (`podsup run`) dies.
-pub fn main(spec_path: &Path, foreground: bool) -> Result<i32> {
+pub fn main(
+    spec_path: &Path,
+    foreground: bool,
+    overrides: &crate::cli::SupervisorArgs,
+) -> Result<i32> {
     nix::unistd::setsid().context("setsid")?;
     if foreground {
         nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).context("set parent death signal")?;
@@ -132,8 +203,11 @@ pub fn main(spec_path: &Path, foreground: bool) -> Result<i32> {
     let _ = nix::sys::prctl::set_name(c"podsup-shim");
     nix::sys::prctl::set_child_subreaper(true).context("set child subreaper")?;
     let text = fs::read(spec_path).with_context(|| format!("read {}", spec_path.display()))?;
-    let spec: ShimSpec =
+    let mut spec: ShimSpec =
         serde_json::from_slice(&text).with_context(|| format!("parse {}", spec_path.display()))?;
+    overrides
+        .apply(&mut spec.settings)
+        .map_err(|e| anyhow::anyhow!(e))?;
     // Do not keep the caller's working directory busy for the pod's lifetime.
     std::env::set_current_dir("/").context("chdir /")?;
 
@@ -157,6 +231,31 @@ pub fn main(spec_path: &Path, foreground: bool) -> Result<i32> {
     .context("write shim.pid")?;
 
     let run_dir = spec.run_dir.clone();
+    if let Err(r) = state::compute_admission(&spec.pod.spec, mem_total(), online_cpus() * 1000) {
+        // Not admitted: nothing is created, the pod is Failed.
+        let _ = writeln!(
+            io::stderr(),
+            "podsup: pod not admitted: {}: {}",
+            r.reason,
+            r.message
+        );
+        let published = PublishedStatus {
+            status: PodStatus {
+                phase: PodPhase::Failed,
+                reason: Some(r.reason),
+                message: Some(r.message),
+                start_time: Some(Time::from_system(SystemTime::now())),
+                ..Default::default()
+            },
+            restart_history: Vec::new(),
+        };
+        let text = serde_json::to_string_pretty(&published).context("encode status")?;
+        publish(&run_dir, &text).context("write status.json")?;
+        if foreground {
+            let _ = fs::remove_dir_all(&run_dir);
+        }
+        return Ok(1);
+    }
     let mut shim = Shim::new(spec)?;
     let result = shim.run(&sigfd);
     let mut cleanup = shim.cleanup();
@@ -169,6 +268,41 @@ pub fn main(spec_path: &Path, foreground: bool) -> Result<i32> {
     let code = result?;
     cleanup?;
     Ok(code)
+}
+
+/// The machine's memory (MemTotal of /proc/meminfo), in bytes.
+fn mem_total() -> i128 {
+    fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i128>().ok())
+        })
+        .map_or(i128::MAX, |kb| kb * 1024)
+}
+
+/// The online CPUs (/sys/devices/system/cpu/online, e.g. `0-3,6`).
+fn online_cpus() -> i128 {
+    fs::read_to_string("/sys/devices/system/cpu/online")
+        .ok()
+        .and_then(|s| compute_cpu_list_len(s.trim()))
+        .unwrap_or(i128::MAX / 1000)
+}
+
+/// How many CPUs a kernel CPU list (`0-3,6`) names. Pure.
+fn compute_cpu_list_len(list: &str) -> Option<i128> {
+    let mut n = 0;
+    for part in list.split(',').filter(|p| !p.is_empty()) {
+        n += match part.split_once('-') {
+            Some((a, b)) => b.parse::<i128>().ok()? - a.parse::<i128>().ok()? + 1,
+            None => {
+                part.parse::<i128>().ok()?;
+                1
+            }
+        };
+    }
+    Some(n)
 }
 
 fn last_cap() -> u32 {
@@ -407,7 +541,22 @@ impl Shim {
                 phase: Phase::Waiting { not_before: None },
                 pid: None,
                 restart_count: 0,
+                attempted: false,
+                started_once: false,
+                started_at: None,
                 last: None,
+                prev: None,
+                history: RestartHistory {
+                    name: c.name.clone(),
+                    ..Default::default()
+                },
+                key: compute_backoff_key(c),
+                backoff: None,
+                next_restart_at: None,
+                cgroup: None,
+                oom_base: (0, 0),
+                oom_watch: None,
+                oom_seen: false,
                 stop_signal: Signal::SIGTERM,
                 stop_sent: false,
                 prefix: String::new(),
@@ -428,6 +577,35 @@ impl Shim {
             c.prefix = p;
         }
         let devnull = OwnedFd::from(fs::File::open("/dev/null").context("open /dev/null")?);
+        let backoff = spec.settings.backoff();
+        backoff.validate()?;
+        let deadline = ps
+            .active_deadline_seconds
+            .map(|s| Instant::now() + Duration::from_secs(s.max(0) as u64));
+        // Last, so that nothing is left behind when an earlier step fails.
+        let pod_cgroup = match &spec.settings.cgroup_parent {
+            Some(parent) => {
+                let cgs = Cgroups::detect(cgroup::Config {
+                    parent: parent.clone(),
+                    pids_limit: spec.settings.pids_limit,
+                })
+                .context("cgroups")?;
+                Some(
+                    cgs.create_pod(&spec.uid, ps)
+                        .context("create the pod's cgroup")?,
+                )
+            }
+            None => None,
+        };
+        let status = PodStatus {
+            host_ip: Some("127.0.0.1".into()),
+            pod_ip: Some("127.0.0.1".into()),
+            pod_ips: vec![crate::model::PodIp {
+                ip: "127.0.0.1".into(),
+            }],
+            start_time: Some(Time::from_system(SystemTime::now())),
+            ..Default::default()
+        };
         Ok(Shim {
             spec,
             sandbox,
@@ -438,6 +616,14 @@ impl Shim {
             kill_at: None,
             devnull,
             pod_mounts,
+            backoff,
+            pod_cgroup,
+            start_time: SystemTime::now(),
+            deadline,
+            pod_failure: None,
+            over: false,
+            status,
+            published: String::new(),
         })
     }
 
@@ -448,12 +634,28 @@ impl Shim {
     fn run(&mut self, sigfd: &SignalFd) -> Result<i32> {
         loop {
             let now = Instant::now();
+            if let Some(d) = self.deadline
+                && d <= now
+                && !self.stopping
+            {
+                self.deadline = None;
+                let secs = self.spec.pod.spec.active_deadline_seconds.unwrap_or(0);
+                self.say(&format!(
+                    "the pod ran longer than activeDeadlineSeconds ({secs} s): stopping it"
+                ));
+                self.pod_failure = Some((
+                    reasons::DEADLINE_EXCEEDED.into(),
+                    "Pod was active on the node longer than the specified deadline".into(),
+                ));
+                self.begin_stop(Signal::SIGTERM);
+            }
             let views: Vec<View> = self
                 .ctrs
                 .iter()
                 .map(|c| View {
                     kind: c.kind,
                     phase: c.phase,
+                    started_once: c.started_once,
                 })
                 .collect();
             let plan = state::compute_plan(&views, self.stopping, now);
@@ -467,6 +669,8 @@ impl Shim {
             if let Some(code) = plan.result {
                 // Read what is still buffered in the pipes before leaving.
                 self.drain_all();
+                self.over = true;
+                self.write_status();
                 return Ok(code);
             }
             let mut started = false;
@@ -483,11 +687,12 @@ impl Shim {
             {
                 self.kill_at = None;
                 for i in 0..self.ctrs.len() {
-                    self.signal_ctr(i, Signal::SIGKILL);
+                    self.kill_ctr(i);
                 }
             }
+            self.write_status();
             let restart_kill = self.kill_overdue_restarts(now);
-            let deadline = [plan.wake, self.kill_at, restart_kill]
+            let deadline = [plan.wake, self.kill_at, self.deadline, restart_kill]
                 .into_iter()
                 .flatten()
                 .min();
@@ -502,6 +707,14 @@ impl Shim {
             for p in &self.pumps {
                 fds.push(PollFd::new(p.fd.as_fd(), PollFlags::POLLIN));
             }
+            let watched: Vec<usize> = (0..self.ctrs.len())
+                .filter(|i| self.ctrs[*i].oom_watch.is_some())
+                .collect();
+            for i in &watched {
+                if let Some(w) = &self.ctrs[*i].oom_watch {
+                    fds.push(PollFd::new(w.as_fd(), PollFlags::POLLIN));
+                }
+            }
             match nix::poll::poll(&mut fds, timeout) {
                 Ok(_) | Err(Errno::EINTR) => {}
                 Err(e) => return Err(e).context("poll"),
@@ -511,7 +724,13 @@ impl Shim {
                 .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
                 .collect();
             drop(fds);
-            for (i, r) in ready.iter().enumerate().skip(1).rev() {
+            let npumps = self.pumps.len();
+            for (k, i) in watched.iter().enumerate() {
+                if ready[1 + npumps + k] {
+                    self.oom_event(*i);
+                }
+            }
+            for (i, r) in ready.iter().enumerate().take(1 + npumps).skip(1).rev() {
                 if *r {
                     self.pump(i - 1);
                 }
@@ -530,6 +749,25 @@ impl Shim {
         }
     }
 
+    /// The kernel reported an OOM event in a container's group: note it if its counter
+    /// moved (the exit that follows is then OOMKilled).
+    fn oom_event(&mut self, i: usize) {
+        let c = &mut self.ctrs[i];
+        if let Some(w) = &c.oom_watch {
+            let _ = w.drain();
+        }
+        if let Some(cg) = &c.cgroup
+            && cg.oom_kill_count().unwrap_or(0) > c.oom_base.0
+            && !c.oom_seen
+        {
+            c.oom_seen = true;
+            let name = c.name.clone();
+            self.say(&format!(
+                "container {name:?}: the kernel's OOM killer hit its cgroup"
+            ));
+        }
+    }
+
     fn begin_stop(&mut self, why: Signal) {
         if self.stopping {
             // A second Ctrl-C does not wait for the grace period.
@@ -545,10 +783,14 @@ impl Shim {
                 c.phase = Phase::Done {
                     exit_code: c.last.as_ref().map_or(0, |t| t.exit_code),
                 };
+                c.next_restart_at = None;
             }
         }
+        // Sidecars stop after the others, in reverse order (compute_plan says when).
         for i in 0..self.ctrs.len() {
-            self.stop_ctr(i);
+            if self.ctrs[i].kind != ContainerKind::Sidecar {
+                self.stop_ctr(i);
+            }
         }
     }
 
@@ -570,25 +812,51 @@ impl Shim {
         }
     }
 
+    /// SIGKILL to every process of a running container: its whole cgroup (`cgroup.kill`, or
+    /// freeze/kill/thaw on v1) without waiting; the reap loop sees PID 1 go.
+    fn kill_ctr(&self, i: usize) {
+        if self.ctrs[i].phase != Phase::Running {
+            return;
+        }
+        if let Some(cg) = &self.ctrs[i].cgroup
+            && let Err(e) = cg.kill_once()
+        {
+            self.say(&format!("container {:?}: kill: {e}", self.ctrs[i].name));
+        }
+        self.signal_ctr(i, Signal::SIGKILL);
+    }
+
     fn start(&mut self, i: usize) {
-        let now = Instant::now();
+        let c = &mut self.ctrs[i];
+        if c.attempted {
+            c.restart_count += 1;
+        }
+        c.attempted = true;
+        c.next_restart_at = None;
+        c.oom_seen = false;
+        let started_at = SystemTime::now();
         match self.try_start(i) {
             Ok(pid) => {
                 let c = &mut self.ctrs[i];
                 c.pid = Some(pid);
                 c.phase = Phase::Running;
                 c.stop_sent = false;
+                c.started_once = true;
+                c.started_at = Some(started_at);
             }
             Err(msg) => {
                 let name = self.ctrs[i].name.clone();
                 self.say(&format!("container {name:?}: {msg}"));
-                let term = Terminated {
+                let now = SystemTime::now();
+                let term = ContainerStateTerminated {
                     exit_code: 128,
-                    signal: None,
-                    reason: "StartError".into(),
-                    message: msg,
+                    reason: Some(reasons::START_ERROR.into()),
+                    message: Some(msg),
+                    started_at: Some(Time::from_system(started_at)),
+                    finished_at: Some(Time::from_system(now)),
+                    ..Default::default()
                 };
-                self.finish(i, term, now);
+                self.finish(i, term, Instant::now());
             }
         }
         self.write_status();
@@ -642,9 +910,24 @@ impl Shim {
             stdout: out_w,
             stderr: err_w,
         };
-        let prepared = container::prepare(pod, cspec, image, &self.sandbox, &dirs, &stdio)
+        let mut prepared = container::prepare(pod, cspec, image, &self.sandbox, &dirs, &stdio)
             .map_err(|e| e.to_string())?;
         self.ctrs[i].stop_signal = prepared.stop_signal;
+        if let Some(pod_cg) = &self.pod_cgroup {
+            let cg = pod_cg
+                .create_container(cspec)
+                .map_err(|e| format!("cgroup: {e}"))?;
+            prepared.cgroup = Some(cg.open_join().map_err(|e| format!("cgroup: {e}"))?);
+            let c = &mut self.ctrs[i];
+            c.oom_base = (
+                cg.oom_kill_count().unwrap_or(0),
+                pod_cg.oom_kill_count().unwrap_or(0),
+            );
+            if c.oom_watch.is_none() {
+                c.oom_watch = cg.oom_watch().ok();
+            }
+            c.cgroup = Some(cg);
+        }
         let pid = container::spawn(&prepared).map_err(|e| e.to_string())?;
         drop(stdio);
         let log = self.spec.log_dir.as_ref().map(|dir| {
@@ -672,22 +955,63 @@ impl Shim {
         Ok(pid)
     }
 
-    /// Records a termination and decides the container's next phase.
-    fn finish(&mut self, i: usize, term: Terminated, now: Instant) {
-        let policy = self.spec.pod.spec.restart_policy();
-        let c = &mut self.ctrs[i];
-        let mut next =
-            state::compute_after_exit(c.kind, policy, term.exit_code, self.stopping, now);
-        if std::mem::take(&mut c.restart_requested) && !self.stopping {
-            next = Phase::Waiting { not_before: None };
+    fn container_spec(&self, i: usize) -> &crate::model::Container {
+        let (is_init, idx) = self.ctrs[i].spec_idx;
+        let pod = &self.spec.pod;
+        if is_init {
+            &pod.spec.init_containers[idx]
+        } else {
+            &pod.spec.containers[idx]
         }
+    }
+
+    /// Records a termination and decides the container's next phase and, for a restart,
+    /// when it is due on the back-off curve (measured from the exit).
+    fn finish(&mut self, i: usize, term: ContainerStateTerminated, now: Instant) {
+        let policy = self.spec.pod.spec.restart_policy();
+        let restart = state::compute_should_restart(
+            self.ctrs[i].kind,
+            policy,
+            Some(self.container_spec(i)),
+            term.exit_code,
+            // A container told to stop (a sidecar after the apps) is not restarted.
+            self.stopping || self.ctrs[i].stop_sent,
+        );
+        let backoff = self.backoff;
+        let c = &mut self.ctrs[i];
+        // The daemon asked for this restart (new spec, `podsup restart`): at once, on a
+        // fresh back-off curve, whatever the policy.
+        let requested = std::mem::take(&mut c.restart_requested) && !self.stopping;
         c.restart_kill_at = None;
         c.pid = None;
-        if let Phase::Waiting { .. } = next {
-            c.restart_count += 1;
+        c.history.record(
+            Termination {
+                restart_count: c.restart_count as i32,
+                started_at: term.started_at.clone(),
+                finished_at: term.finished_at.clone().unwrap_or_default(),
+                exit_code: term.exit_code,
+                signal: term.signal,
+                reason: term.reason.clone().unwrap_or_default(),
+            },
+            RESTART_HISTORY_LEN,
+        );
+        c.prev = c.last.replace(term);
+        if requested {
+            c.backoff = None;
+            c.next_restart_at = None;
+            c.phase = Phase::Waiting { not_before: None };
+        } else if restart {
+            let st = compute_restart_after_exit(&backoff, c.backoff.as_ref(), c.key, now);
+            c.backoff = Some(st);
+            c.next_restart_at = Some(Time::from_system(SystemTime::now() + st.delay));
+            c.phase = Phase::Waiting {
+                not_before: Some(st.not_before),
+            };
+        } else {
+            c.phase = Phase::Done {
+                exit_code: c.last.as_ref().map_or(0, |t| t.exit_code),
+            };
         }
-        c.phase = next;
-        c.last = Some(term);
     }
 
     fn reap(&mut self) {
@@ -716,14 +1040,24 @@ impl Shim {
             // A reparented orphan: reaped and forgotten.
             return;
         };
+        let finished_at = SystemTime::now();
         self.drain_ctr(i);
-        let (is_init, idx) = self.ctrs[i].spec_idx;
-        let pod = &self.spec.pod;
-        let cspec = if is_init {
-            &pod.spec.init_containers[idx]
-        } else {
-            &pod.spec.containers[idx]
-        };
+        // OOM: the kernel's counters moved while it ran (v1 counts an OOM of the pod-level
+        // limit in the pod group).
+        let mut oom = self.ctrs[i].oom_seen;
+        if let Some(cg) = &self.ctrs[i].cgroup {
+            let base = self.ctrs[i].oom_base;
+            oom |= cg.oom_kill_count().unwrap_or(0) > base.0;
+            if signal == Some(Signal::SIGKILL as i32)
+                && let Some(pod_cg) = &self.pod_cgroup
+                && pod_cg.layout().mode != cgroup::Mode::V2
+            {
+                oom |= pod_cg.oom_kill_count().unwrap_or(0) > base.1;
+            }
+            // Whatever PID 1 left behind dies with it, as in a container runtime.
+            let _ = cg.kill_once();
+        }
+        let cspec = self.container_spec(i);
         let mut message = fs::File::open(&self.ctrs[i].dirs.termination_log)
             .and_then(|f| {
                 let mut s = String::new();
@@ -737,7 +1071,7 @@ impl Shim {
         {
             message = tail_message(&self.ctrs[i].tail);
         }
-        let reason = if exit_code == 0 { "Completed" } else { "Error" };
+        let reason = crate::model::compute_termination_reason(exit_code, oom);
         let name = self.ctrs[i].name.clone();
         match signal {
             Some(s) => self.say(&format!(
@@ -753,17 +1087,21 @@ impl Shim {
                 message.trim_end()
             ));
         }
-        let term = Terminated {
+        let term = ContainerStateTerminated {
             exit_code,
-            signal,
-            reason: reason.into(),
-            message,
+            signal: signal.unwrap_or(0),
+            reason: Some(reason.into()),
+            message: (!message.is_empty()).then_some(message),
+            started_at: self.ctrs[i].started_at.map(Time::from_system),
+            finished_at: Some(Time::from_system(finished_at)),
+            ..Default::default()
         };
         self.finish(i, term, Instant::now());
-        if let Phase::Waiting { .. } = self.ctrs[i].phase {
+        if let (Phase::Waiting { .. }, Some(st)) = (self.ctrs[i].phase, self.ctrs[i].backoff) {
             self.say(&format!(
-                "container {name:?} will restart (restart {})",
-                self.ctrs[i].restart_count
+                "container {name:?} restarts in {:?} (restart {})",
+                st.delay,
+                self.ctrs[i].restart_count + 1
             ));
         }
         self.write_status();
@@ -794,7 +1132,9 @@ impl Shim {
     fn pump(&mut self, i: usize) {
         let mut chunk = [0u8; 8192];
         let mut eof = false;
-        loop {
+        // At most 256 KiB per wake-up: a container that floods its output must not starve
+        // the signals, the timers and the other containers.
+        for _ in 0..32 {
             match nix::unistd::read(&self.pumps[i].fd, &mut chunk) {
                 Ok(0) => {
                     eof = true;
@@ -845,34 +1185,116 @@ impl Shim {
         }
     }
 
-    /// Rewrites `status.json` atomically with Kubernetes field names.
-    fn write_status(&self) {
-        let statuses: Vec<serde_json::Value> = self
+    /// A container's Kubernetes status.
+    fn container_status(&self, i: usize, inits_done: bool) -> ContainerStatus {
+        let c = &self.ctrs[i];
+        let image = self.spec.images.get(&c.name);
+        let terminated = |t: &Option<ContainerStateTerminated>| {
+            t.clone()
+                .map(ContainerState::terminated)
+                .unwrap_or_default()
+        };
+        let (state, last_state) = match c.phase {
+            Phase::Running => (
+                ContainerState::running(c.started_at.unwrap_or(self.start_time)),
+                terminated(&c.last),
+            ),
+            Phase::Done { .. } => (terminated(&c.last), terminated(&c.prev)),
+            Phase::Waiting { .. } => {
+                let waiting = match (&c.backoff, &c.next_restart_at) {
+                    (Some(st), Some(_)) if !st.delay.is_zero() => {
+                        let meta = &self.spec.pod.metadata;
+                        let msg = st.compute_message(
+                            &c.name,
+                            &meta.name,
+                            meta.namespace.as_deref().unwrap_or("default"),
+                            &self.spec.uid,
+                        );
+                        ContainerState::waiting(reasons::CRASH_LOOP_BACK_OFF, Some(msg))
+                    }
+                    // The kubelet's reason for a container whose turn has not come yet.
+                    _ if !c.attempted && (c.kind != ContainerKind::App || !inits_done) => {
+                        ContainerState::waiting(reasons::POD_INITIALIZING, None)
+                    }
+                    _ => ContainerState::waiting(reasons::CONTAINER_CREATING, None),
+                };
+                (waiting, terminated(&c.last))
+            }
+        };
+        let running = c.phase == Phase::Running;
+        ContainerStatus {
+            name: c.name.clone(),
+            state,
+            last_state,
+            ready: running,
+            restart_count: c.restart_count as i32,
+            image: image.map(|i| i.name.clone()).unwrap_or_default(),
+            image_id: image.map(|i| i.id.clone()).unwrap_or_default(),
+            container_id: None,
+            started: Some(running),
+        }
+    }
+
+    /// Rewrites `status.json` (a [`PublishedStatus`]) atomically when it changed.
+    fn write_status(&mut self) {
+        let inits_done = self.ctrs.iter().all(|c| match c.kind {
+            ContainerKind::Init => c.phase == Phase::Done { exit_code: 0 },
+            ContainerKind::Sidecar => c.started_once,
+            ContainerKind::App => true,
+        });
+        let mut inits = Vec::new();
+        let mut apps = Vec::new();
+        for i in 0..self.ctrs.len() {
+            let st = self.container_status(i, inits_done);
+            if self.ctrs[i].kind == ContainerKind::App {
+                apps.push(st);
+            } else {
+                inits.push(st);
+            }
+        }
+        self.status.init_container_statuses = inits;
+        self.status.container_statuses = apps;
+        let spec = &self.spec.pod.spec;
+        let terminal = self.over || self.stopping;
+        self.status.phase = crate::model::compute_pod_phase(spec, &self.status, terminal);
+        if self.over && !self.status.phase.is_terminal() {
+            self.status.phase = PodPhase::Failed;
+        }
+        match &self.pod_failure {
+            Some((r, m)) => {
+                self.status.phase = PodPhase::Failed;
+                self.status.reason = Some(r.clone());
+                self.status.message = Some(m.clone());
+            }
+            None => {
+                self.status.reason = None;
+                self.status.message = None;
+            }
+        }
+        self.status
+            .refresh_conditions(spec, true, SystemTime::now());
+        let history = self
             .ctrs
             .iter()
+            .filter(|c| !c.history.terminations.is_empty())
             .map(|c| {
-                let state = match c.phase {
-                    Phase::Running => serde_json::json!({"running": {}}),
-                    Phase::Waiting { .. } if c.restart_count > 0 => {
-                        serde_json::json!({"waiting": {"reason": "CrashLoopBackOff"}})
-                    }
-                    Phase::Waiting { .. } => serde_json::json!({"waiting": {"reason": "PodInitializing"}}),
-                    Phase::Done { .. } => serde_json::json!({"terminated": c.last}),
-                };
-                serde_json::json!({
-                    "name": c.name,
-                    "state": state,
-                    "lastState": match c.phase { Phase::Done { .. } => serde_json::Value::Null, _ => serde_json::json!({"terminated": c.last}) },
-                    "restartCount": c.restart_count,
-                    "init": c.kind != ContainerKind::App,
-                })
+                let mut h = c.history.clone();
+                h.next_restart_at = c.next_restart_at.clone();
+                h
             })
             .collect();
-        let status = serde_json::json!({ "uid": self.spec.uid, "containerStatuses": statuses });
-        let path = self.spec.run_dir.join("status.json");
-        let tmp = self.spec.run_dir.join("status.json.tmp");
-        if fs::write(&tmp, status.to_string()).is_ok() {
-            let _ = fs::rename(&tmp, &path);
+        let published = PublishedStatus {
+            status: self.status.clone(),
+            restart_history: history,
+        };
+        let Ok(text) = serde_json::to_string_pretty(&published) else {
+            return;
+        };
+        if text == self.published {
+            return;
+        }
+        if publish(&self.spec.run_dir, &text).is_ok() {
+            self.published = text;
         }
     }
 
@@ -880,7 +1302,7 @@ impl Shim {
     /// `--root` and the container dirs under `--run`. Runs every step, keeps the first error.
     fn cleanup(&mut self) -> Result<()> {
         for i in 0..self.ctrs.len() {
-            self.signal_ctr(i, Signal::SIGKILL);
+            self.kill_ctr(i);
         }
         if let Some(p) = self.pause.take() {
             let _ = nix::sys::signal::kill(p, Signal::SIGKILL);
@@ -896,6 +1318,14 @@ impl Shim {
                 first.get_or_insert(e);
             }
         };
+        // Every cgroup of the pod, after whatever escaped the reaping (waits for dying tasks).
+        if let Some(cg) = &self.pod_cgroup {
+            keep(
+                cg.kill_all(Duration::from_secs(10))
+                    .and_then(|()| cg.remove(Duration::from_secs(10)))
+                    .context("remove the pod's cgroups"),
+            );
+        }
         for m in &self.pod_mounts {
             keep(
                 nix::mount::umount2(m, MntFlags::MNT_DETACH)
@@ -918,6 +1348,14 @@ impl Shim {
             None => Ok(()),
         }
     }
+}
+
+/// Writes `status.json` under `run_dir` atomically (write + rename).
+pub fn publish(run_dir: &Path, text: &str) -> io::Result<()> {
+    let path = run_dir.join("status.json");
+    let tmp = run_dir.join("status.json.tmp");
+    fs::write(&tmp, text)?;
+    fs::rename(&tmp, &path)
 }
 
 /// The shim's direct children, from /proc (for the final kill of reparented orphans).
@@ -977,6 +1415,13 @@ fn emit(prefix: &str, line: &[u8]) {
 mod tests {
     use super::*;
     use crate::model::{PodDnsConfig, PodDnsConfigOption};
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(compute_cpu_list_len("0-3,6"), Some(5));
+        assert_eq!(compute_cpu_list_len("0"), Some(1));
+        assert_eq!(compute_cpu_list_len("x"), None);
+    }
 
     #[test]
     fn prefixes_are_padded_and_coloured_on_request() {

@@ -7,8 +7,6 @@
 use std::fs;
 use std::time::Instant;
 
-use nix::sys::signal::Signal;
-
 use super::state::Phase;
 use super::{Shim, ShimSpec};
 
@@ -71,6 +69,10 @@ impl Shim {
         let restart = compute_restarts(&self.spec, &new, &requested);
         self.spec.pod = new.pod;
         self.spec.images = new.images;
+        // A new spec starts a new back-off curve (the key is the spec's).
+        for i in 0..self.ctrs.len() {
+            self.ctrs[i].key = crate::plan::backoff::compute_backoff_key(self.container_spec(i));
+        }
         if self.stopping {
             return;
         }
@@ -92,12 +94,20 @@ impl Shim {
                         self.ctrs[i].stop_sent = true;
                     }
                 }
-                // Not running: start with the new spec now, without back-off.
-                Phase::Waiting { .. } => self.ctrs[i].phase = Phase::Waiting { not_before: None },
+                // Not running: start with the new spec now, without back-off (the start
+                // counts the restart).
+                Phase::Waiting { .. } => {
+                    let c = &mut self.ctrs[i];
+                    c.phase = Phase::Waiting { not_before: None };
+                    c.backoff = None;
+                    c.next_restart_at = None;
+                }
                 Phase::Done { .. } => {
                     if self.ctrs[i].kind != crate::model::ContainerKind::Init {
-                        self.ctrs[i].restart_count += 1;
-                        self.ctrs[i].phase = Phase::Waiting { not_before: None };
+                        let c = &mut self.ctrs[i];
+                        c.phase = Phase::Waiting { not_before: None };
+                        c.backoff = None;
+                        c.next_restart_at = None;
                     }
                 }
             }
@@ -112,7 +122,7 @@ impl Shim {
             match self.ctrs[i].restart_kill_at {
                 Some(t) if t <= now => {
                     self.ctrs[i].restart_kill_at = None;
-                    self.signal_ctr(i, Signal::SIGKILL);
+                    self.kill_ctr(i);
                 }
                 Some(t) => next = Some(next.map_or(t, |n: Instant| n.min(t))),
                 None => {}
@@ -136,6 +146,7 @@ mod tests {
             run_dir: "/r".into(),
             root_dir: "/x".into(),
             log_dir: None,
+            settings: Default::default(),
         }
     }
 

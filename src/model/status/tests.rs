@@ -265,6 +265,7 @@ fn history_keeps_the_last_n() {
     let mut h = RestartHistory {
         name: "app".into(),
         terminations: vec![],
+        next_restart_at: None,
     };
     for i in 0..15 {
         h.record(
