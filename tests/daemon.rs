@@ -28,7 +28,7 @@ impl DaemonTest {
         }
         let dirs = TestDirs::new();
         let image = common::busybox_image(&dirs, "busybox-test", &[]);
-        let cgroup_parent = format!("podsup-test-{}", std::process::id());
+        let cgroup_parent = common::unique_cgroup_parent();
         let mut t = DaemonTest {
             dirs,
             image,
@@ -318,7 +318,12 @@ impl Drop for DaemonTest {
             problems = leaks(&tmp, &self.cgroup_parent);
         }
         if problems.is_empty() {
-            return;
+            // The test's own cgroup parent goes too; what cannot be removed is a leak.
+            let left = common::remove_cgroup_parent(&self.cgroup_parent);
+            if left.is_empty() || std::thread::panicking() {
+                return;
+            }
+            panic!("leak check failed: cgroup parent left: {left:?}");
         }
         for pid in processes_mentioning(&tmp.display().to_string()) {
             let _ = std::process::Command::new("kill")
@@ -866,7 +871,7 @@ fn ready_is_sent_to_systemd_after_the_first_reconcile() {
         dirs,
         image,
         daemon: None,
-        cgroup_parent: format!("podsup-test-{}", std::process::id()),
+        cgroup_parent: common::unique_cgroup_parent(),
         log_no: 1,
     };
     let log = std::fs::File::create(t.tmp().join("daemon1.log")).unwrap();
@@ -874,6 +879,7 @@ fn ready_is_sent_to_systemd_after_the_first_reconcile() {
         podsup()
             .arg("daemon")
             .args(t.flags())
+            .args(["--cgroup-parent", &t.cgroup_parent])
             .env("NOTIFY_SOCKET", &sock_path)
             .stdout(log.try_clone().unwrap())
             .stderr(log)

@@ -145,3 +145,31 @@ pub fn busybox_image(dirs: &TestDirs, name: &str, extra: &[&str]) -> String {
     );
     name.to_string()
 }
+
+/// Removes a test's own cgroup parent `name` from every cgroup hierarchy it was made in
+/// (only empty directories go: `rmdir` refuses a group that still has children or tasks, and
+/// a leak check reports those). Returns the directories that could not be removed.
+pub fn remove_cgroup_parent(name: &str) -> Vec<PathBuf> {
+    assert!(
+        name.starts_with("podsup-test-"),
+        "only a test's own parent: {name}"
+    );
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut left = Vec::new();
+    for l in mounts.lines().filter(|l| l.contains(" - cgroup")) {
+        if let Some(mp) = l.split(' ').nth(4) {
+            let dir = Path::new(mp).join(name);
+            if dir.exists() && std::fs::remove_dir(&dir).is_err() {
+                left.push(dir);
+            }
+        }
+    }
+    left
+}
+
+/// A cgroup parent name no other test uses.
+pub fn unique_cgroup_parent() -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("podsup-test-{}-{n}", std::process::id())
+}
