@@ -2,50 +2,7 @@
 
 use crate::model::SecurityContext;
 
-/// Capability names in kernel order (`include/uapi/linux/capability.h`).
-const NAMES: [&str; 41] = [
-    "CHOWN",
-    "DAC_OVERRIDE",
-    "DAC_READ_SEARCH",
-    "FOWNER",
-    "FSETID",
-    "KILL",
-    "SETGID",
-    "SETUID",
-    "SETPCAP",
-    "LINUX_IMMUTABLE",
-    "NET_BIND_SERVICE",
-    "NET_BROADCAST",
-    "NET_ADMIN",
-    "NET_RAW",
-    "IPC_LOCK",
-    "IPC_OWNER",
-    "SYS_MODULE",
-    "SYS_RAWIO",
-    "SYS_CHROOT",
-    "SYS_PTRACE",
-    "SYS_PACCT",
-    "SYS_ADMIN",
-    "SYS_BOOT",
-    "SYS_NICE",
-    "SYS_RESOURCE",
-    "SYS_TIME",
-    "SYS_TTY_CONFIG",
-    "MKNOD",
-    "LEASE",
-    "AUDIT_WRITE",
-    "AUDIT_CONTROL",
-    "SETFCAP",
-    "MAC_OVERRIDE",
-    "MAC_ADMIN",
-    "SYSLOG",
-    "WAKE_ALARM",
-    "BLOCK_SUSPEND",
-    "AUDIT_READ",
-    "PERFMON",
-    "BPF",
-    "CHECKPOINT_RESTORE",
-];
+use crate::model::capability_number;
 
 /// Docker's (and containerd's CRI) default set: CHOWN DAC_OVERRIDE FSETID FOWNER MKNOD NET_RAW
 /// SETGID SETUID SETFCAP SETPCAP NET_BIND_SERVICE SYS_CHROOT KILL AUDIT_WRITE.
@@ -57,11 +14,7 @@ pub struct UnknownCap(pub String);
 
 /// The bit of a capability named as Kubernetes allows (`NET_ADMIN` or `CAP_NET_ADMIN`, any case).
 fn bit(name: &str) -> Result<u64, UnknownCap> {
-    let upper = name.to_ascii_uppercase();
-    let short = upper.strip_prefix("CAP_").unwrap_or(&upper);
-    NAMES
-        .iter()
-        .position(|n| *n == short)
+    capability_number(name)
         .map(|i| 1u64 << i)
         .ok_or_else(|| UnknownCap(name.to_string()))
 }
