@@ -157,26 +157,11 @@ fn finish(child: &mut Child, limit: Duration) -> (std::process::ExitStatus, Stri
     (status, out, err)
 }
 
-fn processes_mentioning(needle: &str) -> Vec<i32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let mounts = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default();
-        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if mounts.contains(needle) || String::from_utf8_lossy(&cmd).contains(needle) {
-            out.push(pid);
-        }
-    }
-    out
-}
-
 fn leaks(lc: &Lc) -> Vec<String> {
     let tmp = lc.dirs.tmp.path().display().to_string();
     let mut problems = Vec::new();
     let me = std::process::id() as i32;
-    for pid in processes_mentioning(&tmp) {
+    for pid in common::processes_mentioning(&tmp) {
         if pid != me {
             problems.push(format!("process left: {pid}"));
         }
@@ -224,7 +209,7 @@ impl Drop for Lc {
         }
         let tmp = self.dirs.tmp.path().display().to_string();
         let me = std::process::id() as i32;
-        for pid in processes_mentioning(&tmp) {
+        for pid in common::processes_mentioning(&tmp) {
             if pid != me {
                 let _ = std::process::Command::new("kill")
                     .arg("-9")

@@ -128,26 +128,6 @@ impl std::fmt::Display for Run {
     }
 }
 
-/// Every pid whose mount table mentions `needle` (our shim, pause and containers all do).
-fn processes_mentioning(needle: &str) -> Vec<i32> {
-    let me = std::process::id() as i32;
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let mounts = std::fs::read_to_string(entry.path().join("mountinfo")).unwrap_or_default();
-        if String::from_utf8_lossy(&cmdline).contains(needle) || mounts.contains(needle) {
-            found.push(pid);
-        }
-    }
-    found
-}
-
 /// The test's cgroup parent in every hierarchy.
 fn parent_dirs(parent: &str) -> Vec<PathBuf> {
     std::fs::read_dir("/sys/fs/cgroup")
@@ -173,7 +153,7 @@ fn leaks(tmp: &Path, parent: &str) -> Vec<String> {
     for l in mounts.lines().filter(|l| l.contains(&needle)) {
         problems.push(format!("mount left: {l}"));
     }
-    for pid in processes_mentioning(&needle) {
+    for pid in common::processes_mentioning(&needle) {
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
         problems.push(format!("process left: {pid} {}", comm.trim()));
     }
@@ -206,7 +186,7 @@ impl Drop for PodTest {
             return;
         }
         // Clean up what this test started, then fail.
-        for pid in processes_mentioning(&tmp.display().to_string()) {
+        for pid in common::processes_mentioning(&tmp.display().to_string()) {
             let _ = std::process::Command::new("kill")
                 .arg("-9")
                 .arg(pid.to_string())

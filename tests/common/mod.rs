@@ -173,3 +173,24 @@ pub fn unique_cgroup_parent() -> String {
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     format!("podsup-test-{}-{n}", std::process::id())
 }
+
+/// Every pid (but ours) whose command line or mount table mentions `needle`: a test's shim,
+/// pause process and containers all do, since their paths are under the test's temp dir.
+pub fn processes_mentioning(needle: &str) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let mounts = std::fs::read_to_string(entry.path().join("mountinfo")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(needle) || mounts.contains(needle) {
+            found.push(pid);
+        }
+    }
+    found
+}
