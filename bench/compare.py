@@ -4,8 +4,9 @@
 Rows: kill -9 -> new process running; manifest dropped -> running; one container edited ->
 its new process running (and whether the other kept its PID); manifest removed -> all gone.
 A container "runs" when a process with a unique argv (`sleep 36xx`) is in /proc, polled every
-millisecond. Needs root, podman (runc, cgroupfs; see shared peers.md), busybox imported into
-both stores as docker.io/library/busybox:1.36. Usage: bench/compare.py PODSUP_BIN [N]
+millisecond. Needs root, busybox-static and podman (runc, cgroupfs; see shared peers.md). The
+busybox image is built here and imported into both stores as docker.io/library/busybox:1.36.
+Usage: bench/compare.py PODSUP_BIN [N]
 """
 import os, signal, statistics, subprocess, sys, tempfile, time
 
@@ -65,12 +66,29 @@ def kill_restart(arg, n):
     return ts
 
 
+def make_rootfs(tmp):
+    """A busybox root filesystem (Debian's busybox-static), and a tar of it for podman."""
+    rootfs = os.path.join(tmp, "rootfs")
+    for d in ("bin", "etc", "tmp"):
+        os.makedirs(os.path.join(rootfs, d), exist_ok=True)
+    subprocess.run(["cp", "/bin/busybox", os.path.join(rootfs, "bin")], check=True)
+    applets = subprocess.run(["/bin/busybox", "--list"], check=True, capture_output=True, text=True).stdout.split()
+    for a in applets:
+        if a != "busybox":
+            os.symlink("busybox", os.path.join(rootfs, "bin", a))
+    open(os.path.join(rootfs, "etc/passwd"), "w").write("root:x:0:0:root:/root:/bin/sh\n")
+    tar = os.path.join(tmp, "rootfs.tar")
+    subprocess.run(["tar", "-C", rootfs, "-cf", tar, "."], check=True)
+    subprocess.run(["podman", "import", "--change", "ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin", tar, "docker.io/library/busybox:1.36"], check=True, capture_output=True)
+    return rootfs
+
+
 def bench_podsup(tmp):
     root, run, logs, man = (os.path.join(tmp, d) for d in ("root", "run", "logs", "manifests"))
     for d in (root, run, logs, man):
         os.makedirs(d, mode=0o755, exist_ok=True)
     flags = ["--root", root, "--run", run, "--log-dir", logs]
-    subprocess.run([PODSUP, "image", "import", "/tmp/pm/rootfs", "docker.io/library/busybox:1.36", "--root", root], check=True, capture_output=True)
+    subprocess.run([PODSUP, "image", "import", make_rootfs(tmp), "docker.io/library/busybox:1.36", "--root", root], check=True, capture_output=True)
     # Row: kill -9 -> restart, with `podsup run` and back-off initial 0.
     f = os.path.join(tmp, "k.yaml")
     open(f, "w").write(pod("bk", [("c", "3601")]))
