@@ -389,73 +389,58 @@ impl Daemon {
                 .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
                 .is_some_and(|v| status::compute_pod_finished(&v));
             let alive = |pid: i32| is_our_shim(pid, &spec_path);
-            match (spec, pid) {
-                (Some(spec), Some(pid)) if !alive(pid) && finished => {
-                    let key = spec.pod.key();
-                    let started = fs::metadata(run_dir.join("shim.pid"))
-                        .and_then(|m| m.modified())
-                        .unwrap_or_else(|_| SystemTime::now());
-                    self.entries.insert(
-                        uid.clone(),
-                        Entry {
-                            key,
-                            uid,
-                            pod: spec.pod,
-                            file,
-                            pid,
-                            pidfd: None,
-                            finished: true,
-                            child: None,
-                            started,
-                            run_dir,
-                            root_dir: spec.root_dir,
-                            stopping: false,
-                        },
-                    );
-                    continue;
-                }
+            // A live shim is adopted with a pidfd; a finished pod's (its shim exited on its
+            // own) is kept for status. Anything else is cleaned up below.
+            let adopted = match (spec, pid) {
+                (Some(spec), Some(pid)) if !alive(pid) && finished => Some((spec, pid, None)),
                 (Some(spec), Some(pid)) if alive(pid) => match pidfd(pid) {
-                    Ok(fd) => {
-                        let key = spec.pod.key();
-                        let started = fs::metadata(run_dir.join("shim.pid"))
-                            .and_then(|m| m.modified())
-                            .unwrap_or_else(|_| SystemTime::now());
-                        self.event(
-                            &key.to_string(),
-                            false,
-                            "Adopted",
-                            &format!("shim pid {pid}"),
-                        );
-                        self.watch_pod(&run_dir);
-                        // Events are changes from here on, not the history so far.
-                        if let Some(v) = fs::read(run_dir.join("status.json"))
-                            .ok()
-                            .and_then(|b| serde_json::from_slice(&b).ok())
-                        {
-                            self.last_status.insert(uid.clone(), v);
-                        }
-                        self.entries.insert(
-                            uid.clone(),
-                            Entry {
-                                key,
-                                uid,
-                                pod: spec.pod,
-                                file,
-                                pid,
-                                pidfd: Some(fd),
-                                finished: false,
-                                child: None,
-                                started,
-                                run_dir,
-                                root_dir: spec.root_dir,
-                                stopping: false,
-                            },
-                        );
-                        continue;
+                    Ok(fd) => Some((spec, pid, Some(fd))),
+                    Err(e) => {
+                        log::warn!("pidfd of shim {pid}: {e}");
+                        None
                     }
-                    Err(e) => log::warn!("pidfd of shim {pid}: {e}"),
                 },
-                _ => {}
+                _ => None,
+            };
+            if let Some((spec, pid, pidfd)) = adopted {
+                let key = spec.pod.key();
+                let started = fs::metadata(run_dir.join("shim.pid"))
+                    .and_then(|m| m.modified())
+                    .unwrap_or_else(|_| SystemTime::now());
+                if pidfd.is_some() {
+                    self.event(
+                        &key.to_string(),
+                        false,
+                        "Adopted",
+                        &format!("shim pid {pid}"),
+                    );
+                    self.watch_pod(&run_dir);
+                    // Events are changes from here on, not the history so far.
+                    if let Some(v) = fs::read(run_dir.join("status.json"))
+                        .ok()
+                        .and_then(|b| serde_json::from_slice(&b).ok())
+                    {
+                        self.last_status.insert(uid.clone(), v);
+                    }
+                }
+                self.entries.insert(
+                    uid.clone(),
+                    Entry {
+                        key,
+                        uid,
+                        pod: spec.pod,
+                        file,
+                        pid,
+                        finished: pidfd.is_none(),
+                        pidfd,
+                        child: None,
+                        started,
+                        run_dir,
+                        root_dir: spec.root_dir,
+                        stopping: false,
+                    },
+                );
+                continue;
             }
             let root_dir = self.cfg.root.join("pods").join(&uid);
             self.cleanup_dead(&uid, &run_dir, &root_dir);
