@@ -8,11 +8,11 @@
 set -eu
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then
-  echo "run-examples: needs root (namespaces, mounts, cgroups): sudo $0" >&2
+  echo "run-examples: needs root (namespaces, mounts, cgroups): run it as root" >&2
   exit 1
 fi
 if [ ! -x /bin/busybox ]; then
-  apt-get install -y busybox-static
+  apt-get update && apt-get install -y busybox-static
 fi
 cargo build --release
 bin=$PWD/target/release/podsup
