@@ -378,6 +378,22 @@ fn dropped_file_runs_and_removed_file_stops_and_cleans() {
     for reason in ["Created", "Started", "Killing", "Stopped"] {
         assert!(ev.contains(reason), "{ev}");
     }
+    // With no pod left, a stopped daemon leaves no cgroup of podsup behind, parent included.
+    let mut t = t;
+    t.kill_daemon("-TERM");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    for mp in mounts
+        .lines()
+        .filter(|l| l.contains(" - cgroup"))
+        .filter_map(|l| l.split(' ').nth(4))
+    {
+        let dir = Path::new(mp).join(&t.cgroup_parent);
+        assert!(
+            !dir.exists(),
+            "{} left after the daemon stopped",
+            dir.display()
+        );
+    }
 }
 
 #[test]

@@ -234,6 +234,7 @@ pub fn run(cfg: Config) -> Result<()> {
     notify_systemd("READY=1");
     let r = d.run_loop(&sigfd);
     let _ = fs::remove_file(crate::api::socket_path(&d.cfg.run));
+    d.remove_empty_cgroup_parent();
     r
 }
 
@@ -444,6 +445,24 @@ impl Daemon {
             }
             let root_dir = self.cfg.root.join("pods").join(&uid);
             self.cleanup_dead(&uid, &run_dir, &root_dir);
+        }
+    }
+
+    /// When no pod is left, removes podsup's cgroup parent too, so that nothing podsup made
+    /// stays behind. `rmdir` refuses a parent that still holds a pod's group (pods outlive
+    /// the daemon), so this never touches a running pod.
+    fn remove_empty_cgroup_parent(&self) {
+        let Some(cg) = &self.cgroups else { return };
+        // A pod that finished has no group left; a live one keeps the parent anyway.
+        if self.entries.values().any(|e| !e.finished) {
+            return;
+        }
+        for dir in cg.parent().dirs() {
+            match fs::remove_dir(&dir) {
+                Ok(()) => log::debug!("removed cgroup {}", dir.display()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => log::debug!("cgroup {} stays: {e}", dir.display()),
+            }
         }
     }
 
