@@ -41,6 +41,14 @@ pub mod reason {
     pub const CONTAINERS_NOT_INITIALIZED: &str = "ContainersNotInitialized";
     /// Condition reason once the pod has terminated (Succeeded/Failed).
     pub const POD_COMPLETED: &str = "PodCompleted";
+    /// Event: a probe failed.
+    pub const UNHEALTHY: &str = "Unhealthy";
+    /// Event: the container is being killed (probe failure, hook failure).
+    pub const KILLING: &str = "Killing";
+    /// Event: the postStart hook failed; the container is killed.
+    pub const FAILED_POST_START_HOOK: &str = "FailedPostStartHook";
+    /// Event: the preStop hook failed; the stop goes on.
+    pub const FAILED_PRE_STOP_HOOK: &str = "FailedPreStopHook";
 }
 
 /// A `metav1.Time`: RFC 3339 text with seconds precision in UTC.
@@ -365,6 +373,27 @@ pub struct PublishedStatus {
     pub status: PodStatus,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub restart_history: Vec<RestartHistory>,
+    /// The shim's latest container events (probe failures, hook failures, kills), oldest
+    /// first, numbered: the daemon reports those it has not seen yet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<ShimEvent>,
+}
+
+/// How many events the shim keeps in its published status.
+pub const SHIM_EVENTS_LEN: usize = 32;
+
+/// One event the shim saw itself (the kubelet's `Unhealthy`, `Killing`,
+/// `FailedPostStartHook`, `FailedPreStopHook`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShimEvent {
+    /// Increases by one per event for the shim's lifetime.
+    pub seq: u64,
+    pub time: Time,
+    pub container: String,
+    pub warning: bool,
+    pub reason: String,
+    pub message: String,
 }
 
 /// The kubelet's pod phase from the containers' statuses (`getPhase` in

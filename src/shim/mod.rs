@@ -10,6 +10,9 @@
 //! Everything needed to clean up lives under `--run/pods/<uid>/` and `--root/pods/<uid>/`.
 //! The shim must not parse manifests or resolve images: its caller hands it a [`ShimSpec`].
 
+mod check;
+mod health;
+pub mod probe;
 pub mod state;
 mod update;
 
@@ -155,6 +158,8 @@ struct Ctr {
     restart_requested: bool,
     /// When a restarting container gets SIGKILL.
     restart_kill_at: Option<Instant>,
+    /// Probes, postStart/started, readiness (health.rs).
+    health: probe::Health,
 }
 
 struct Pump {
@@ -187,6 +192,11 @@ struct Shim {
     over: bool,
     status: PodStatus,
     published: String,
+    /// Running probe and hook checks (health.rs).
+    checks: Vec<check::Check>,
+    /// The latest container events, published for the daemon.
+    events: VecDeque<crate::model::ShimEvent>,
+    event_seq: u64,
 }
 
 /// Runs the shim until the pod is over; returns the exit status for `podsup run`.
@@ -248,6 +258,7 @@ pub fn main(
                 ..Default::default()
             },
             restart_history: Vec::new(),
+            events: Vec::new(),
         };
         let text = serde_json::to_string_pretty(&published).context("encode status")?;
         publish(&run_dir, &text).context("write status.json")?;
@@ -563,6 +574,7 @@ impl Shim {
                 tail: VecDeque::new(),
                 restart_requested: false,
                 restart_kill_at: None,
+                health: probe::Health::new(c),
                 dirs: ContainerDirs {
                     rootfs: cdir_run.join("rootfs"),
                     upper: cdir_root.join("upper"),
@@ -624,6 +636,9 @@ impl Shim {
             over: false,
             status,
             published: String::new(),
+            checks: Vec::new(),
+            events: VecDeque::new(),
+            event_seq: 0,
         })
     }
 
@@ -655,7 +670,9 @@ impl Shim {
                 .map(|c| View {
                     kind: c.kind,
                     phase: c.phase,
-                    started_once: c.started_once,
+                    // A sidecar lets the next container start once it is `started`
+                    // (postStart returned, startup probe passed).
+                    started_once: c.health.ever_started,
                 })
                 .collect();
             let plan = state::compute_plan(&views, self.stopping, now);
@@ -676,12 +693,14 @@ impl Shim {
             let mut started = false;
             for i in plan.start {
                 self.start(i);
+                self.health_after_start(i);
                 started = true;
             }
             if started {
                 // A start may have failed at once: decide again before sleeping.
                 continue;
             }
+            self.run_health(now);
             if let Some(t) = self.kill_at
                 && t <= now
             {
@@ -692,10 +711,16 @@ impl Shim {
             }
             self.write_status();
             let restart_kill = self.kill_overdue_restarts(now);
-            let deadline = [plan.wake, self.kill_at, self.deadline, restart_kill]
-                .into_iter()
-                .flatten()
-                .min();
+            let deadline = [
+                plan.wake,
+                self.kill_at,
+                self.deadline,
+                restart_kill,
+                self.health_deadline(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let timeout = match deadline {
                 Some(t) => {
                     let ms = t.saturating_duration_since(Instant::now()).as_millis() + 1;
@@ -715,6 +740,9 @@ impl Shim {
                     fds.push(PollFd::new(w.as_fd(), PollFlags::POLLIN));
                 }
             }
+            let health_at = fds.len();
+            let (health_fds, health_idx) = self.health_poll_fds();
+            fds.extend(health_fds);
             match nix::poll::poll(&mut fds, timeout) {
                 Ok(_) | Err(Errno::EINTR) => {}
                 Err(e) => return Err(e).context("poll"),
@@ -724,6 +752,11 @@ impl Shim {
                 .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
                 .collect();
             drop(fds);
+            let health_ready: Vec<usize> = (0..health_idx.len())
+                .filter(|k| ready[health_at + k])
+                .map(|k| health_idx[k])
+                .collect();
+            self.health_ready(&health_ready);
             let npumps = self.pumps.len();
             for (k, i) in watched.iter().enumerate() {
                 if ready[1 + npumps + k] {
@@ -798,11 +831,14 @@ impl Shim {
         Duration::from_secs(self.spec.pod.spec.termination_grace_period_seconds().max(0) as u64)
     }
 
-    /// Sends the container its stop signal, once per start.
+    /// Sends the container its stop signal, once per start; with a preStop hook, the hook
+    /// runs first and sends it when it ends (health.rs).
     fn stop_ctr(&mut self, i: usize) {
         if !self.ctrs[i].stop_sent && self.ctrs[i].phase == Phase::Running {
-            self.signal_ctr(i, self.ctrs[i].stop_signal);
             self.ctrs[i].stop_sent = true;
+            if !self.health_on_stop(i) {
+                self.signal_ctr(i, self.ctrs[i].stop_signal);
+            }
         }
     }
 
@@ -969,14 +1005,26 @@ impl Shim {
     /// when it is due on the back-off curve (measured from the exit).
     fn finish(&mut self, i: usize, term: ContainerStateTerminated, now: Instant) {
         let policy = self.spec.pod.spec.restart_policy();
-        let restart = state::compute_should_restart(
+        // Killed by the shim for a failed probe or postStart hook: restarts as the kubelet
+        // decides it (probe.rs), not as a container told to stop.
+        let killed_by = self.health_on_exit(i);
+        let restart = probe::compute_restart_after_kill(
+            killed_by,
             self.ctrs[i].kind,
             policy,
-            Some(self.container_spec(i)),
-            term.exit_code,
-            // A container told to stop (a sidecar after the apps) is not restarted.
-            self.stopping || self.ctrs[i].stop_sent,
-        );
+            self.container_spec(i),
+        )
+        .map(|r| r && !self.stopping)
+        .unwrap_or_else(|| {
+            state::compute_should_restart(
+                self.ctrs[i].kind,
+                policy,
+                Some(self.container_spec(i)),
+                term.exit_code,
+                // A container told to stop (a sidecar after the apps) is not restarted.
+                self.stopping || (self.ctrs[i].stop_sent && killed_by.is_none()),
+            )
+        });
         let backoff = self.backoff;
         let c = &mut self.ctrs[i];
         // The daemon asked for this restart (new spec, `podsup restart`): at once, on a
@@ -1028,6 +1076,9 @@ impl Shim {
     }
 
     fn exited(&mut self, pid: Pid, exit_code: i32, signal: Option<i32>) {
+        if self.health_exited(pid, exit_code) {
+            return;
+        }
         if Some(pid) == self.pause {
             self.pause = None;
             if !self.stopping {
@@ -1222,7 +1273,7 @@ impl Shim {
             }
         };
         let running = c.phase == Phase::Running;
-        ContainerStatus {
+        let mut st = ContainerStatus {
             name: c.name.clone(),
             state,
             last_state,
@@ -1232,14 +1283,16 @@ impl Shim {
             image_id: image.map(|i| i.id.clone()).unwrap_or_default(),
             container_id: None,
             started: Some(running),
-        }
+        };
+        self.apply_health(i, &mut st);
+        st
     }
 
     /// Rewrites `status.json` (a [`PublishedStatus`]) atomically when it changed.
     fn write_status(&mut self) {
         let inits_done = self.ctrs.iter().all(|c| match c.kind {
             ContainerKind::Init => c.phase == Phase::Done { exit_code: 0 },
-            ContainerKind::Sidecar => c.started_once,
+            ContainerKind::Sidecar => c.health.ever_started,
             ContainerKind::App => true,
         });
         let mut inits = Vec::new();
@@ -1286,6 +1339,7 @@ impl Shim {
         let published = PublishedStatus {
             status: self.status.clone(),
             restart_history: history,
+            events: self.events.iter().cloned().collect(),
         };
         let Ok(text) = serde_json::to_string_pretty(&published) else {
             return;

@@ -89,10 +89,8 @@ impl Shim {
                 Phase::Running => {
                     self.ctrs[i].restart_requested = true;
                     self.ctrs[i].restart_kill_at = Some(Instant::now() + grace);
-                    if !self.ctrs[i].stop_sent {
-                        self.signal_ctr(i, self.ctrs[i].stop_signal);
-                        self.ctrs[i].stop_sent = true;
-                    }
+                    // The preStop hook, then the stop signal.
+                    self.stop_ctr(i);
                 }
                 // Not running: start with the new spec now, without back-off (the start
                 // counts the restart).
