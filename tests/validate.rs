@@ -171,6 +171,30 @@ const CASES: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "liveness-success-threshold.yaml",
+        &[
+            "{f}:11:25: spec.containers[0].livenessProbe.successThreshold: Invalid value: 2: must be 1",
+        ],
+    ),
+    (
+        "probe-grpc.yaml",
+        &[
+            "{f}:10:7: spec.containers[0].readinessProbe: field \"grpc\" is not supported by podsup: use an exec, httpGet or tcpSocket probe",
+        ],
+    ),
+    (
+        "probe-host-name.yaml",
+        &[
+            "{f}:10:33: spec.containers[0].livenessProbe.httpGet.host: Unsupported value: \"example.org\": not supported by podsup (use an IP address or localhost; the default is the pod's address)",
+        ],
+    ),
+    (
+        "probe-https.yaml",
+        &[
+            "{f}:10:37: spec.containers[0].livenessProbe.httpGet.scheme: Unsupported value: \"HTTPS\": not supported by podsup (use HTTP)",
+        ],
+    ),
+    (
         "two-probe-handlers.yaml",
         &[
             "{f}:10:7: spec.containers[0].livenessProbe: Forbidden: may not specify more than 1 handler type",

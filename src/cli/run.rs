@@ -101,14 +101,6 @@ pub(crate) fn not_yet_applied(pod: &Pod) -> Vec<String> {
     }
     for (_, c) in spec.all_containers() {
         let mut missing = Vec::new();
-        if c.liveness_probe.is_some() || c.readiness_probe.is_some() || c.startup_probe.is_some() {
-            missing.push("probes");
-        }
-        if let Some(l) = &c.lifecycle
-            && (l.post_start.is_some() || l.pre_stop.is_some())
-        {
-            missing.push("lifecycle hooks");
-        }
         if c.ports.iter().any(|p| p.host_port.is_some()) {
             missing.push("hostPort");
         }

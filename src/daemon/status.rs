@@ -121,7 +121,9 @@ pub type ContainerEvent = (bool, String, String);
 
 /// What changed for each container between two of the shim's `status.json`: started,
 /// terminated (with its reason: Completed, Error, OOMKilled, StartError → Failed), waiting
-/// in CrashLoopBackOff. Pure; the daemon turns them into events.
+/// in CrashLoopBackOff; and the shim's own events (`events`: Unhealthy, Killing,
+/// FailedPostStartHook…) numbered after the last one seen. Pure; the daemon turns them into
+/// events.
 pub fn compute_container_events(old: Option<&Value>, new: &Value) -> Vec<ContainerEvent> {
     let list = |v: Option<&Value>| -> Vec<Value> { v.map(all_statuses).unwrap_or_default() };
     let before = list(old);
@@ -152,6 +154,32 @@ pub fn compute_container_events(old: Option<&Value>, new: &Value) -> Vec<Contain
         Some((t, id))
     };
     let mut out = Vec::new();
+    // The shim's own events (probe and hook failures, kills) it has not reported yet.
+    let seq = |e: &Value| e["seq"].as_u64().unwrap_or(0);
+    let seen = old
+        .and_then(|o| o["events"].as_array())
+        .and_then(|l| l.iter().map(seq).max())
+        .unwrap_or(0);
+    // A new shim for the same pod numbers from 1 again.
+    let latest = new["events"]
+        .as_array()
+        .and_then(|l| l.iter().map(seq).max())
+        .unwrap_or(0);
+    let seen = if latest < seen { 0 } else { seen };
+    let mut shim_events = Vec::new();
+    for e in new["events"].as_array().into_iter().flatten() {
+        if seq(e) > seen {
+            shim_events.push((
+                e["warning"].as_bool().unwrap_or(false),
+                e["reason"].as_str().unwrap_or("").to_string(),
+                format!(
+                    "container {}: {}",
+                    e["container"].as_str().unwrap_or("?"),
+                    e["message"].as_str().unwrap_or("")
+                ),
+            ));
+        }
+    }
     for c in list(Some(new)) {
         let Some(name) = c["name"].as_str() else {
             continue;
@@ -195,7 +223,9 @@ pub fn compute_container_events(old: Option<&Value>, new: &Value) -> Vec<Contain
             ));
         }
     }
-    out
+    // Shim events first: a probe failure and the kill happen before the exit they cause.
+    shim_events.extend(out);
+    shim_events
 }
 
 /// The Pod object of `podsup status -o json`.
@@ -431,6 +461,33 @@ mod tests {
         assert!(compute_pod_finished(&done));
         let ev = compute_container_events(None, &shim);
         assert!(ev.iter().any(|e| e.1 == "BackOff"), "{ev:?}");
+    }
+
+    #[test]
+    fn shim_events_are_reported_once() {
+        let ev = |seq: u64, reason: &str| {
+            json!({"seq": seq, "time": "t", "container": "web", "warning": true,
+                   "reason": reason, "message": "Liveness probe failed: HTTP probe failed with statuscode: 500"})
+        };
+        let s1 = json!({"status": {"containerStatuses": []}, "events": [ev(1, "Unhealthy")]});
+        let s2 = json!({"status": {"containerStatuses": []},
+                        "events": [ev(1, "Unhealthy"), ev(2, "Unhealthy"), ev(3, "Killing")]});
+        let got = compute_container_events(None, &s1);
+        assert_eq!(
+            got,
+            vec![(
+                true,
+                "Unhealthy".into(),
+                "container web: Liveness probe failed: HTTP probe failed with statuscode: 500"
+                    .into()
+            )]
+        );
+        let got = compute_container_events(Some(&s1), &s2);
+        assert_eq!(
+            got.iter().map(|e| e.1.as_str()).collect::<Vec<_>>(),
+            vec!["Unhealthy", "Killing"]
+        );
+        assert!(compute_container_events(Some(&s2), &s2).is_empty());
     }
 
     #[test]

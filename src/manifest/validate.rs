@@ -162,11 +162,18 @@ fn default_container(c: &mut Container, host_network: bool) {
     .into_iter()
     .flatten()
     {
+        // Kubernetes' SetDefaults_Probe: unset or 0 means the default.
         probe.initial_delay_seconds.get_or_insert(0);
-        probe.timeout_seconds.get_or_insert(1);
-        probe.period_seconds.get_or_insert(10);
-        probe.success_threshold.get_or_insert(1);
-        probe.failure_threshold.get_or_insert(3);
+        for (v, d) in [
+            (&mut probe.timeout_seconds, 1),
+            (&mut probe.period_seconds, 10),
+            (&mut probe.success_threshold, 1),
+            (&mut probe.failure_threshold, 3),
+        ] {
+            if v.is_none_or(|x| x == 0) {
+                *v = Some(d);
+            }
+        }
         if let Some(h) = &mut probe.http_get {
             default_http(h);
         }
@@ -961,6 +968,7 @@ fn validate_container(
         );
         if let Some(t) = &probe.tcp_socket {
             validate_port(v, &format!("{pp}.tcpSocket.port"), &t.port, &named_ports);
+            validate_host(v, &format!("{pp}.tcpSocket.host"), t.host.as_deref());
         }
         v.non_negative(
             format!("{pp}.initialDelaySeconds"),
@@ -1103,6 +1111,7 @@ fn validate_handler_parts(
     }
     if let Some(h) = http {
         validate_port(v, &format!("{p}.httpGet.port"), &h.port, named_ports);
+        validate_host(v, &format!("{p}.httpGet.host"), h.host.as_deref());
         if h.scheme == Some(UriScheme::Https) {
             v.err(
                 format!("{p}.httpGet.scheme"),
@@ -1123,6 +1132,20 @@ fn validate_handler_parts(
                 );
             }
         }
+    }
+}
+
+/// A probe's or hook's `host`: podsup connects from the pod's network namespace without a
+/// resolver in its loop, so an IP address or `localhost` (Kubernetes accepts any name).
+fn validate_host(v: &mut V, p: &str, host: Option<&str>) {
+    let Some(h) = host.filter(|h| !h.is_empty()) else {
+        return;
+    };
+    if h != "localhost" && h.parse::<std::net::IpAddr>().is_err() {
+        v.err(
+            p,
+            format!("Unsupported value: {h:?}: not supported by podsup (use an IP address or localhost; the default is the pod's address)"),
+        );
     }
 }
 
