@@ -1,0 +1,639 @@
+//! Probes and lifecycle hooks against the real kernel, as root, through `podsup run` (and
+//! one daemon for `podsup events` and the READY column): liveness kills and restarts,
+//! readiness toggles, startup gating, postStart/preStop hooks, timeouts, and the shim's
+//! wake-ups. Servers in the pods are busybox's httpd/nc; the test steers them through a
+//! hostPath directory it owns. Each test has its own directories, pod name and cgroup
+//! parent, and a leak check on drop.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{TestDirs, podsup, require_root};
+use serde_json::Value;
+
+struct P {
+    dirs: TestDirs,
+    image: String,
+    parent: String,
+    /// A directory the test controls, mounted into pods as a hostPath volume.
+    www: PathBuf,
+}
+
+impl P {
+    fn new(test: &str) -> Option<P> {
+        if !require_root(test) {
+            return None;
+        }
+        let dirs = TestDirs::new();
+        let image = common::busybox_image(&dirs, "busybox-probes", &[]);
+        let parent = common::unique_cgroup_parent();
+        let www = dirs.tmp.path().join("www");
+        std::fs::create_dir_all(&www).unwrap();
+        Some(P {
+            dirs,
+            image,
+            parent,
+            www,
+        })
+    }
+
+    /// Starts `podsup run` on `yaml` (IMAGE and WWW replaced); stdout and stderr piped.
+    fn spawn(&self, yaml: &str) -> Child {
+        let path = self.dirs.manifests.join("pod.yaml");
+        std::fs::write(&path, self.fill(yaml)).unwrap();
+        podsup()
+            .arg("run")
+            .arg(&path)
+            .arg("--root")
+            .arg(&self.dirs.root)
+            .arg("--run")
+            .arg(&self.dirs.run)
+            .arg("--log-dir")
+            .arg(&self.dirs.log_dir)
+            .arg("--cgroup-parent")
+            .arg(&self.parent)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn podsup run")
+    }
+
+    fn fill(&self, yaml: &str) -> String {
+        yaml.replace("IMAGE", &self.image)
+            .replace("WWW", &self.www.display().to_string())
+    }
+
+    fn pod_dir(&self) -> Option<PathBuf> {
+        std::fs::read_dir(self.dirs.run.join("pods"))
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.join("status.json").exists())
+    }
+
+    fn status(&self) -> Option<Value> {
+        let text = std::fs::read_to_string(self.pod_dir()?.join("status.json")).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// Polls status.json until `pred` holds (at most `limit`).
+    fn wait(&self, limit: Duration, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.status()
+                && pred(&s)
+            {
+                return s;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "timed out waiting for {what}; last status: {:#}",
+                self.status().unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn shim_pid(&self) -> i32 {
+        std::fs::read_to_string(self.pod_dir().unwrap().join("shim.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// The container's CRI log (restart `n`).
+    fn log(&self, container: &str, n: u32) -> String {
+        let mut out = String::new();
+        for pod in std::fs::read_dir(&self.dirs.log_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let f = pod.path().join(container).join(format!("{n}.log"));
+            out.push_str(&std::fs::read_to_string(f).unwrap_or_default());
+        }
+        out
+    }
+
+    fn parent_dirs(&self) -> Vec<PathBuf> {
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        mounts
+            .lines()
+            .filter(|l| l.contains(" - cgroup"))
+            .filter_map(|l| l.split(' ').nth(4))
+            .map(|mp| Path::new(mp).join(&self.parent))
+            .filter(|d| d.is_dir())
+            .collect()
+    }
+}
+
+fn ctr<'a>(s: &'a Value, name: &str) -> &'a Value {
+    ["containerStatuses", "initContainerStatuses"]
+        .iter()
+        .filter_map(|l| s["status"][l].as_array())
+        .flatten()
+        .find(|c| c["name"] == name)
+        .unwrap_or(&Value::Null)
+}
+
+fn events<'a>(s: &'a Value, reason: &str) -> Vec<&'a Value> {
+    s["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["reason"] == reason)
+        .collect()
+}
+
+fn condition(s: &Value, t: &str) -> Value {
+    s["status"]["conditions"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["type"] == t).cloned())
+        .map(|c| c["status"].clone())
+        .unwrap_or(Value::Null)
+}
+
+/// Ends `podsup run` with SIGTERM and collects its output.
+fn stop(mut child: Child, limit: Duration) -> (std::process::ExitStatus, String, String) {
+    let _ = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("podsup run did not end in {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = child.wait().unwrap();
+    let mut out = String::new();
+    let mut err = String::new();
+    use std::io::Read;
+    if let Some(o) = child.stdout.as_mut() {
+        let _ = o.read_to_string(&mut out);
+    }
+    if let Some(e) = child.stderr.as_mut() {
+        let _ = e.read_to_string(&mut err);
+    }
+    (status, out, err)
+}
+
+fn leaks(p: &P) -> Vec<String> {
+    let tmp = p.dirs.tmp.path().display().to_string();
+    let mut problems = Vec::new();
+    for pid in common::processes_mentioning(&tmp) {
+        problems.push(format!("process left: {pid}"));
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for l in mounts.lines().filter(|l| l.contains(&tmp)) {
+        problems.push(format!("mount left: {l}"));
+    }
+    for d in ["run/pods", "root/pods"] {
+        for e in std::fs::read_dir(p.dirs.tmp.path().join(d))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            problems.push(format!("pod directory left: {}", e.path().display()));
+        }
+    }
+    for d in p.parent_dirs() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                problems.push(format!("cgroup left: {}", e.path().display()));
+            }
+        }
+    }
+    problems
+}
+
+impl Drop for P {
+    fn drop(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut problems = leaks(self);
+        while !problems.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+            problems = leaks(self);
+        }
+        let tmp = self.dirs.tmp.path().display().to_string();
+        for pid in common::processes_mentioning(&tmp) {
+            let _ = std::process::Command::new("kill")
+                .arg("-9")
+                .arg(pid.to_string())
+                .status();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        for d in self.parent_dirs() {
+            rmdir_tree(&d);
+        }
+        if problems.is_empty() {
+            return;
+        }
+        if !std::thread::panicking() {
+            panic!("leak check failed:\n{}", problems.join("\n"));
+        }
+        eprintln!("leak check failed:\n{}", problems.join("\n"));
+    }
+}
+
+fn rmdir_tree(dir: &Path) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.path().is_dir() {
+            rmdir_tree(&e.path());
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}
+
+/// A pod named `name` with `containers` (YAML list items), the test's www directory as
+/// volume `www`, grace period 3 s.
+fn pod(name: &str, policy: &str, containers: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  restartPolicy: {policy}\n  terminationGracePeriodSeconds: 3\n  volumes:\n  - name: www\n    hostPath: {{path: WWW, type: Directory}}\n  containers:\n{containers}"
+    )
+}
+
+/// busybox httpd serving /www (the test's directory) on `port`, verbose (requests logged
+/// on stderr); it stops on SIGTERM.
+fn httpd(name: &str, port: u16, extra: &str) -> String {
+    format!(
+        "  - name: {name}\n    image: IMAGE\n    command: [\"httpd\", \"-f\", \"-v\", \"-p\", \"{port}\", \"-h\", \"/www\"]\n    volumeMounts: [{{name: www, mountPath: /www}}]\n{extra}"
+    )
+}
+
+#[test]
+fn liveness_failure_restarts_with_unhealthy() {
+    let Some(p) = P::new("liveness_failure_restarts_with_unhealthy") else {
+        return;
+    };
+    // Healthy while /www/healthz exists.
+    std::fs::write(p.www.join("healthz"), "ok\n").unwrap();
+    let yaml = pod(
+        "pr-live",
+        "Always",
+        &httpd(
+            "web",
+            8080,
+            "    livenessProbe:\n      httpGet: {path: /healthz, port: 8080}\n      periodSeconds: 1\n      failureThreshold: 2\n      terminationGracePeriodSeconds: 1\n",
+        ),
+    );
+    let child = p.spawn(&yaml);
+    p.wait(Duration::from_secs(10), "web running", |s| {
+        ctr(s, "web")["state"]["running"].is_object()
+    });
+    // Probes pass for a while: no restart, no event.
+    std::thread::sleep(Duration::from_millis(2500));
+    let s = p.status().unwrap();
+    assert_eq!(ctr(&s, "web")["restartCount"], 0, "{s:#}");
+    assert!(events(&s, "Unhealthy").is_empty(), "{s:#}");
+    std::fs::remove_file(p.www.join("healthz")).unwrap();
+    let s = p.wait(Duration::from_secs(15), "a restart", |s| {
+        ctr(s, "web")["restartCount"] == 1
+    });
+    let unhealthy = events(&s, "Unhealthy");
+    assert!(unhealthy.len() >= 2, "{s:#}");
+    assert_eq!(
+        unhealthy[0]["message"],
+        "Liveness probe failed: HTTP probe failed with statuscode: 404"
+    );
+    assert_eq!(unhealthy[0]["warning"], true);
+    let killing = events(&s, "Killing");
+    assert_eq!(
+        killing[0]["message"],
+        "Container web failed liveness probe, will be restarted"
+    );
+    // httpd ends on SIGTERM: exit code of a signal (143) or 0; either way a restart.
+    assert!(
+        ctr(&s, "web")["lastState"]["terminated"].is_object(),
+        "{s:#}"
+    );
+    // Healed: with the file back, it stays up.
+    std::fs::write(p.www.join("healthz"), "ok\n").unwrap();
+    p.wait(Duration::from_secs(20), "web running again", |s| {
+        ctr(s, "web")["state"]["running"].is_object()
+    });
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(ctr(&p.status().unwrap(), "web")["restartCount"], 1);
+    let (_, _, err) = stop(child, Duration::from_secs(10));
+    assert!(
+        err.contains("Liveness probe failed: HTTP probe failed with statuscode: 404"),
+        "{err}"
+    );
+}
+
+#[test]
+fn readiness_toggles_ready_both_ways() {
+    let Some(p) = P::new("readiness_toggles_ready_both_ways") else {
+        return;
+    };
+    let yaml = pod(
+        "pr-ready",
+        "Always",
+        &format!(
+            "{}{}",
+            httpd(
+                "web",
+                8081,
+                "    readinessProbe:\n      httpGet: {path: /ready, port: http}\n      periodSeconds: 1\n    ports: [{name: http, containerPort: 8081}]\n",
+            ),
+            // A second container without probes: ready when running.
+            "  - name: plain\n    image: IMAGE\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; while :; do sleep 0.1; done\"]\n",
+        ),
+    );
+    let child = p.spawn(&yaml);
+    let s = p.wait(Duration::from_secs(10), "both running", |s| {
+        ctr(s, "web")["state"]["running"].is_object()
+            && ctr(s, "plain")["state"]["running"].is_object()
+    });
+    assert_eq!(ctr(&s, "web")["ready"], false, "{s:#}");
+    assert_eq!(ctr(&s, "web")["started"], true, "{s:#}");
+    assert_eq!(ctr(&s, "plain")["ready"], true, "{s:#}");
+    assert_eq!(condition(&s, "Ready"), "False");
+    std::fs::write(p.www.join("ready"), "yes\n").unwrap();
+    let s = p.wait(Duration::from_secs(5), "web ready", |s| {
+        ctr(s, "web")["ready"] == true
+    });
+    assert_eq!(condition(&s, "Ready"), "True", "{s:#}");
+    assert_eq!(condition(&s, "ContainersReady"), "True", "{s:#}");
+    std::fs::remove_file(p.www.join("ready")).unwrap();
+    // failureThreshold 3 × periodSeconds 1.
+    let s = p.wait(Duration::from_secs(8), "web unready", |s| {
+        ctr(s, "web")["ready"] == false
+    });
+    assert_eq!(condition(&s, "Ready"), "False", "{s:#}");
+    assert_eq!(ctr(&s, "web")["restartCount"], 0, "readiness never kills");
+    assert!(
+        events(&s, "Unhealthy")
+            .iter()
+            .any(|e| e["message"]
+                == "Readiness probe failed: HTTP probe failed with statuscode: 404"),
+        "{s:#}"
+    );
+    stop(child, Duration::from_secs(10));
+}
+
+#[test]
+fn tcp_socket_probe_follows_the_listener() {
+    let Some(p) = P::new("tcp_socket_probe_follows_the_listener") else {
+        return;
+    };
+    // Listens on 8082 only once the test creates /www/go.
+    let yaml = pod(
+        "pr-tcp",
+        "Always",
+        "  - name: late\n    image: IMAGE\n    command: [\"sh\", \"-c\", \"while [ ! -e /www/go ]; do sleep 0.1; done; exec httpd -f -p 8082 -h /www\"]\n    volumeMounts: [{name: www, mountPath: /www}]\n    readinessProbe:\n      tcpSocket: {port: 8082}\n      periodSeconds: 1\n",
+    );
+    let child = p.spawn(&yaml);
+    let s = p.wait(Duration::from_secs(10), "a failed tcp probe", |s| {
+        !events(s, "Unhealthy").is_empty()
+    });
+    assert_eq!(
+        events(&s, "Unhealthy")[0]["message"],
+        "Readiness probe failed: dial tcp 127.0.0.1:8082: connect: connection refused"
+    );
+    assert_eq!(ctr(&s, "late")["ready"], false);
+    std::fs::write(p.www.join("go"), "").unwrap();
+    p.wait(Duration::from_secs(5), "late ready", |s| {
+        ctr(s, "late")["ready"] == true
+    });
+    stop(child, Duration::from_secs(10));
+}
+
+#[test]
+fn startup_probe_holds_off_liveness() {
+    let Some(p) = P::new("startup_probe_holds_off_liveness") else {
+        return;
+    };
+    // The liveness probe would kill at its first failure; the startup probe takes ~2 s to
+    // pass. If liveness ran before startup succeeded, the container would restart.
+    let yaml = pod(
+        "pr-startup",
+        "Always",
+        &httpd(
+            "slow",
+            8083,
+            concat!(
+                "    startupProbe:\n      httpGet: {path: /started, port: 8083}\n      periodSeconds: 1\n      failureThreshold: 30\n",
+                "    livenessProbe:\n      httpGet: {path: /started, port: 8083}\n      periodSeconds: 1\n      failureThreshold: 1\n",
+            ),
+        ),
+    );
+    let child = p.spawn(&yaml);
+    let s = p.wait(Duration::from_secs(10), "slow running", |s| {
+        ctr(s, "slow")["state"]["running"].is_object()
+    });
+    assert_eq!(ctr(&s, "slow")["started"], false);
+    assert_eq!(ctr(&s, "slow")["ready"], false);
+    p.wait(Duration::from_secs(10), "startup failures", |s| {
+        events(s, "Unhealthy").len() >= 2
+    });
+    std::fs::write(p.www.join("started"), "").unwrap();
+    let s = p.wait(Duration::from_secs(5), "slow started", |s| {
+        ctr(s, "slow")["started"] == true
+    });
+    assert_eq!(ctr(&s, "slow")["ready"], true, "{s:#}");
+    std::thread::sleep(Duration::from_millis(1500));
+    let s = p.status().unwrap();
+    assert_eq!(ctr(&s, "slow")["restartCount"], 0, "{s:#}");
+    for e in events(&s, "Unhealthy") {
+        assert!(
+            e["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("Startup probe failed"),
+            "{e}"
+        );
+    }
+    assert!(events(&s, "Killing").is_empty());
+    stop(child, Duration::from_secs(10));
+}
+
+#[test]
+fn post_start_failure_kills_and_sleep_holds_running() {
+    let Some(p) = P::new("post_start_failure_kills_and_sleep_holds_running") else {
+        return;
+    };
+    let yaml = pod(
+        "pr-poststart",
+        "Always",
+        concat!(
+            // Nothing listens on port 9: the hook fails, the container is killed.
+            "  - name: bad\n    image: IMAGE\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; while :; do sleep 0.1; done\"]\n",
+            "    lifecycle:\n      postStart:\n        httpGet: {path: /hook, port: 9}\n",
+            // A 2 s sleep hook: Waiting until it returns.
+            "  - name: slow\n    image: IMAGE\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; while :; do sleep 0.1; done\"]\n",
+            "    lifecycle:\n      postStart:\n        sleep: {seconds: 2}\n",
+        ),
+    );
+    let t0 = Instant::now();
+    let child = p.spawn(&yaml);
+    let s = p.wait(Duration::from_secs(10), "the hook failure", |s| {
+        !events(s, "FailedPostStartHook").is_empty() && ctr(s, "bad")["restartCount"] == 1
+    });
+    let ev = &events(&s, "FailedPostStartHook")[0];
+    let msg = ev["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with("HTTP lifecycle hook (/hook) for Container \"bad\" in Pod \"pr-poststart_default(")
+            && msg.ends_with("failed - error: Get \"http://127.0.0.1:9/hook\": dial tcp 127.0.0.1:9: connect: connection refused"),
+        "{msg}"
+    );
+    assert_eq!(events(&s, "Killing")[0]["message"], "FailedPostStartHook");
+    // The sleeping one shows Waiting, then Running after ~2 s.
+    let s = p.wait(Duration::from_secs(10), "slow running", |s| {
+        ctr(s, "slow")["state"]["running"].is_object()
+    });
+    assert!(t0.elapsed() >= Duration::from_secs(2));
+    assert_eq!(ctr(&s, "slow")["started"], true);
+    stop(child, Duration::from_secs(10));
+}
+
+#[test]
+fn post_start_sleep_shows_waiting() {
+    let Some(p) = P::new("post_start_sleep_shows_waiting") else {
+        return;
+    };
+    let yaml = pod(
+        "pr-wait",
+        "Always",
+        "  - name: slow\n    image: IMAGE\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; while :; do sleep 0.1; done\"]\n    lifecycle:\n      postStart:\n        sleep: {seconds: 2}\n",
+    );
+    let child = p.spawn(&yaml);
+    let s = p.wait(Duration::from_secs(10), "status", |s| {
+        ctr(s, "slow").is_object()
+    });
+    assert_eq!(
+        ctr(&s, "slow")["state"]["waiting"]["reason"],
+        "ContainerCreating",
+        "{s:#}"
+    );
+    assert_eq!(ctr(&s, "slow")["ready"], false);
+    p.wait(Duration::from_secs(10), "slow running", |s| {
+        ctr(s, "slow")["state"]["running"].is_object() && ctr(s, "slow")["ready"] == true
+    });
+    stop(child, Duration::from_secs(10));
+}
+
+#[test]
+fn pre_stop_http_runs_before_the_stop_signal() {
+    let Some(p) = P::new("pre_stop_http_runs_before_the_stop_signal") else {
+        return;
+    };
+    std::fs::write(p.www.join("bye"), "bye\n").unwrap();
+    // httpd logs each request on stderr; the shell says when SIGTERM arrives.
+    let yaml = pod(
+        "pr-prestop",
+        "Never",
+        "  - name: web\n    image: IMAGE\n    command: [\"sh\", \"-c\", \"httpd -f -v -p 8084 -h /www & trap 'echo got TERM; exit 0' TERM; while :; do sleep 0.1; done\"]\n    volumeMounts: [{name: www, mountPath: /www}]\n    lifecycle:\n      preStop:\n        httpGet: {path: /bye, port: 8084}\n    readinessProbe:\n      tcpSocket: {port: 8084}\n      periodSeconds: 1\n",
+    );
+    let child = p.spawn(&yaml);
+    // Ready: httpd listens (the preStop would otherwise be refused).
+    p.wait(Duration::from_secs(10), "web ready", |s| {
+        ctr(s, "web")["ready"] == true
+    });
+    let (st, _, err) = stop(child, Duration::from_secs(10));
+    assert!(st.success(), "{err}");
+    assert!(!err.contains("FailedPreStopHook"), "{err}");
+    let log = p.log("web", 0);
+    // busybox httpd -v logs `ip:port: response:200` per request.
+    let hook = log.lines().position(|l| l.contains("response:200"));
+    let term = log.lines().position(|l| l.contains("got TERM"));
+    assert!(
+        hook.is_some() && term.is_some() && hook < term,
+        "the hook's request comes before SIGTERM:\n{log}"
+    );
+}
+
+#[test]
+fn pre_stop_past_the_grace_period_gets_two_more_seconds() {
+    let Some(p) = P::new("pre_stop_past_the_grace_period_gets_two_more_seconds") else {
+        return;
+    };
+    // The preStop request is accepted and never answered (nc, its input a pipe that stays
+    // open); the container ignores
+    // SIGTERM. Grace 3 s: the hook is cut at 3 s, SIGTERM, then 2 s more, then SIGKILL.
+    let yaml = pod(
+        "pr-grace",
+        "Never",
+        "  - name: stubborn\n    image: IMAGE\n    command: [\"sh\", \"-c\", \"trap '' TERM; sleep 1000 | nc -l -p 8085 >/dev/null & while :; do sleep 0.1; done\"]\n    lifecycle:\n      preStop:\n        httpGet: {path: /, port: 8085}\n",
+    );
+    let child = p.spawn(&yaml);
+    p.wait(Duration::from_secs(10), "running", |s| {
+        ctr(s, "stubborn")["state"]["running"].is_object()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    let (_, _, err) = stop(child, Duration::from_secs(15));
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(4800) && took < Duration::from_secs(8),
+        "{took:?}\n{err}"
+    );
+    assert!(err.contains("terminated by signal 9"), "{err}");
+}
+
+/// Voluntary context switches of a process, from /proc/PID/status.
+fn voluntary_switches(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn the_shim_wakes_only_for_its_probes() {
+    let Some(p) = P::new("the_shim_wakes_only_for_its_probes") else {
+        return;
+    };
+    let yaml = pod(
+        "pr-wakeups",
+        "Always",
+        concat!("  - name: idle\n    image: IMAGE\n    command: [\"sleep\", \"1000\"]\n",),
+    );
+    let child = p.spawn(&yaml);
+    p.wait(Duration::from_secs(10), "idle running", |s| {
+        ctr(s, "idle")["state"]["running"].is_object()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let shim = p.shim_pid();
+    let before = voluntary_switches(shim);
+    std::thread::sleep(Duration::from_secs(3));
+    let idle = voluntary_switches(shim) - before;
+    assert_eq!(idle, 0, "an idle shim without probes must not wake up");
+    stop(child, Duration::from_secs(10));
+
+    // A 1 s tcpSocket probe on a listener: a handful of wake-ups per probe, no more.
+    let yaml = pod(
+        "pr-wakeups2",
+        "Always",
+        &httpd(
+            "web",
+            8086,
+            "    livenessProbe:\n      tcpSocket: {port: 8086}\n      periodSeconds: 1\n",
+        ),
+    );
+    let child = p.spawn(&yaml);
+    p.wait(Duration::from_secs(10), "web running", |s| {
+        ctr(s, "web")["state"]["running"].is_object()
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let shim = p.shim_pid();
+    let before = voluntary_switches(shim);
+    std::thread::sleep(Duration::from_secs(4));
+    let probing = voluntary_switches(shim) - before;
+    assert!(
+        (3..=20).contains(&probing),
+        "4 probes in 4 s should cost a few wake-ups each, got {probing}"
+    );
+    let s = p.status().unwrap();
+    assert!(events(&s, "Unhealthy").is_empty(), "{s:#}");
+    stop(child, Duration::from_secs(10));
+}
