@@ -596,7 +596,7 @@ fn the_shim_wakes_only_for_its_probes() {
     let yaml = pod(
         "pr-wakeups",
         "Always",
-        concat!("  - name: idle\n    image: IMAGE\n    command: [\"sleep\", \"1000\"]\n",),
+        "  - name: idle\n    image: IMAGE\n    command: [\"sleep\", \"1000\"]\n",
     );
     let child = p.spawn(&yaml);
     p.wait(Duration::from_secs(10), "idle running", |s| {
