@@ -637,3 +637,47 @@ fn the_shim_wakes_only_for_its_probes() {
     assert!(events(&s, "Unhealthy").is_empty(), "{s:#}");
     stop(child, Duration::from_secs(10));
 }
+
+#[test]
+fn a_sidecar_startup_probe_gates_the_next_container() {
+    let Some(p) = P::new("a_sidecar_startup_probe_gates_the_next_container") else {
+        return;
+    };
+    // The sidecar serves /www; its startup probe passes once the test creates /www/up.
+    let yaml = pod(
+        "pr-sidecar",
+        "Always",
+        "  - name: app\n    image: IMAGE\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; while :; do sleep 0.1; done\"]\n",
+    )
+    .replace(
+        "  containers:\n",
+        &format!(
+            "  initContainers:\n{}    restartPolicy: Always\n  containers:\n",
+            httpd(
+                "side",
+                8087,
+                "    startupProbe:\n      httpGet: {path: /up, port: 8087}\n      periodSeconds: 1\n      failureThreshold: 60\n",
+            )
+        ),
+    );
+    let child = p.spawn(&yaml);
+    let s = p.wait(Duration::from_secs(10), "side running", |s| {
+        ctr(s, "side")["state"]["running"].is_object()
+    });
+    assert_eq!(ctr(&s, "side")["started"], false);
+    std::thread::sleep(Duration::from_millis(1500));
+    let s = p.status().unwrap();
+    assert_eq!(
+        ctr(&s, "app")["state"]["waiting"]["reason"],
+        "PodInitializing",
+        "the app waits for the sidecar's startup probe: {s:#}"
+    );
+    assert_eq!(condition(&s, "Initialized"), "False", "{s:#}");
+    std::fs::write(p.www.join("up"), "").unwrap();
+    let s = p.wait(Duration::from_secs(5), "app running", |s| {
+        ctr(s, "app")["state"]["running"].is_object()
+    });
+    assert_eq!(ctr(&s, "side")["started"], true);
+    assert_eq!(condition(&s, "Initialized"), "True", "{s:#}");
+    stop(child, Duration::from_secs(10));
+}

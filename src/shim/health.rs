@@ -40,6 +40,10 @@ impl Shim {
             return;
         }
         let now = Instant::now();
+        // The probes of the spec it runs now (a live update may have changed them).
+        let mut health = probe::Health::new(self.container_spec(i));
+        health.ever_started = self.ctrs[i].health.ever_started;
+        self.ctrs[i].health = health;
         let post_start = self
             .container_spec(i)
             .lifecycle
