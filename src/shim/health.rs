@@ -8,6 +8,7 @@
 //! blocks or sleeps: every wait is an fd in the poll set or a deadline in the loop's
 //! timeout, so a pod without probes has no timer at all.
 
+use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -15,7 +16,7 @@ use nix::poll::PollFd;
 use nix::unistd::Pid;
 
 use super::Shim;
-use super::check::{Check, Outcome, Purpose};
+use super::check::{self, Check, Outcome, Purpose};
 use super::probe::{self, Effect, KillCause, ProbeKind};
 use super::state::Phase;
 use crate::model::{
@@ -105,14 +106,20 @@ impl Shim {
             .or(self.kill_at)
             .unwrap_or(now + self.grace());
         self.start_hook(i, Purpose::PreStop, &h, Some(deadline));
-        // A hook that ended at once (refused connection, no command) is settled now: the
+        // A hook that ended at once (refused connection, no such command) is over: the
         // caller sends the signal itself.
-        let running = self
-            .checks
-            .iter()
-            .any(|c| c.ctr == i && c.purpose == Purpose::PreStop && c.settled().is_none());
-        self.settle_checks();
-        running
+        let last = self.checks.len() - 1;
+        match self.checks[last].settled() {
+            None => true,
+            Some(o) => {
+                let c = self.checks.remove(last);
+                if let Outcome::Failure(out) = o {
+                    let msg = self.hook_failure_text(i, Purpose::PreStop, &c, &out);
+                    self.shim_event(i, true, reasons::FAILED_PRE_STOP_HOOK, &msg);
+                }
+                false
+            }
+        }
     }
 
     /// The earliest deadline of probes and checks.
@@ -174,7 +181,19 @@ impl Shim {
                 && self.kill_at.is_some_and(|t| t <= now)
                 && self.ctrs[c.ctr].restart_kill_at.is_none();
             if c.deadline.is_some_and(|d| d <= now) || cut {
-                done.push((k, c.on_timeout()));
+                let o = c.on_timeout();
+                if c.purpose == Purpose::PreStop && !matches!(c.io, check::Io::Sleep) {
+                    // As the kubelet: the grace period ended the wait for the hook, which
+                    // is no failure of its own.
+                    let name = &self.ctrs[c.ctr].name;
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "podsup: container {name:?}: the preStop hook did not complete in the grace period"
+                    );
+                    done.push((k, Outcome::Success(String::new())));
+                } else {
+                    done.push((k, o));
+                }
             }
         }
         self.complete(done);
