@@ -715,3 +715,175 @@ fn status_json_follows_the_pod() {
     let (st, _, err) = stop(child, Duration::from_secs(10));
     assert!(st.success(), "{err}");
 }
+
+/// The children of `pid` (its own threads' `children` files).
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let s = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+        out.extend(s.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+    }
+    out
+}
+
+fn comm(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// A restartable container's next process waits, forked ahead, in the container's cgroup
+/// with nothing but its stdio and its two sync pipes open; a kill -9 restarts the container
+/// from it; a pod with `restartPolicy: Never` or `--no-prefork` has none; stopping leaves
+/// nothing (the leak check).
+#[test]
+fn a_parked_process_takes_the_next_start() {
+    let Some(lc) = Lc::new("a_parked_process_takes_the_next_start") else {
+        return;
+    };
+    let yaml = pod(
+        "parked",
+        "Always",
+        "",
+        &ctr("main", "trap 'exit 0' TERM; sleep 3700 & wait", ""),
+    );
+    let child = lc.spawn(&yaml, &["--backoff-initial", "0"], Stdio::null());
+    let s = lc.wait_status(Duration::from_secs(20), |s| {
+        ctr_status(s, "containerStatuses", "main")["state"]["running"].is_object()
+    });
+    assert_eq!(s["status"]["phase"], "Running");
+    let cmd = |pid: u32| std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let sleeper = || {
+        common::processes_mentioning("3700")
+            .into_iter()
+            .find(|p| cmd(*p as u32).starts_with(b"sh\0"))
+    };
+    let start = Instant::now();
+    let (sh, parked) = loop {
+        // The shim is the parent of the container's sh; the parked process is its other
+        // child that has not exec'd (it still has the shim's name).
+        if let Some(sh) = sleeper() {
+            let shim = std::fs::read_to_string(format!("/proc/{sh}/stat"))
+                .unwrap()
+                .rsplit(')')
+                .next()
+                .unwrap()
+                .split_whitespace()
+                .nth(1)
+                .unwrap()
+                .parse::<u32>()
+                .unwrap();
+            if let Some(p) = children_of(shim)
+                .into_iter()
+                .find(|&c| c != sh as u32 && comm(c) == comm(shim))
+            {
+                break (sh as u32, p);
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no parked process"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // In the container's cgroup (every hierarchy), once the move is done.
+    let want = lc.cgroup_dir("memory", "main");
+    let procs = want.join("cgroup.procs");
+    let start = Instant::now();
+    while !std::fs::read_to_string(&procs)
+        .unwrap()
+        .lines()
+        .any(|l| l == parked.to_string())
+    {
+        assert!(start.elapsed() < Duration::from_secs(5), "not in {procs:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Its stdio, its two pipes to the shim and its bind sources (O_PATH files): no other
+    // pipe's EOF depends on it, no signalfd or socket of the shim's.
+    let fds: Vec<String> = std::fs::read_dir(format!("/proc/{parked}/fd"))
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_link(e.path()).unwrap().display().to_string())
+        .collect();
+    let pipes = fds.iter().filter(|f| f.starts_with("pipe:")).count();
+    assert_eq!(pipes, 4, "fds of the parked process: {fds:?}");
+    assert!(
+        !fds.iter()
+            .any(|f| f.starts_with("anon_inode") || f.starts_with("socket")),
+        "fds of the parked process: {fds:?}"
+    );
+    // Its own PID namespace: invisible to the running container.
+    let ns = |pid: u32| std::fs::read_link(format!("/proc/{pid}/ns/pid")).unwrap();
+    assert_ne!(ns(parked), ns(sh));
+
+    let _ = std::process::Command::new("kill")
+        .arg("-9")
+        .arg(sh.to_string())
+        .status();
+    let s = lc.wait_status(Duration::from_secs(20), |s| {
+        let c = ctr_status(s, "containerStatuses", "main");
+        c["restartCount"] == 1 && c["state"]["running"].is_object()
+    });
+    assert_eq!(
+        ctr_status(&s, "containerStatuses", "main")["lastState"]["terminated"]["signal"],
+        9
+    );
+    let start = Instant::now();
+    let new_sh = loop {
+        if let Some(p) = sleeper()
+            && p as u32 != sh
+        {
+            break p as u32;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no new container process"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(new_sh, parked, "the restart did not use the parked process");
+    let (status, _, err) = stop(child, Duration::from_secs(20));
+    assert!(status.success(), "{err}");
+
+    // restartPolicy Never: nothing to park. --no-prefork: nothing parked.
+    for (policy, flags) in [("Never", &[][..]), ("Always", &["--no-prefork"][..])] {
+        let yaml = pod(
+            "unparked",
+            policy,
+            "",
+            &ctr("main", "trap 'exit 0' TERM; sleep 3701 & wait", ""),
+        );
+        let child = lc.spawn(&yaml, flags, Stdio::null());
+        lc.wait_status(Duration::from_secs(20), |s| {
+            ctr_status(s, "containerStatuses", "main")["state"]["running"].is_object()
+        });
+        let sh = loop {
+            if let Some(p) = common::processes_mentioning("3701")
+                .into_iter()
+                .find(|p| cmd(*p as u32).starts_with(b"sh\0"))
+            {
+                break p as u32;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        std::thread::sleep(Duration::from_millis(200));
+        let shim = std::fs::read_to_string(format!("/proc/{sh}/stat"))
+            .unwrap()
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<u32>()
+            .unwrap();
+        assert_eq!(children_of(shim), vec![sh], "{policy} {flags:?}");
+        let (status, _, err) = stop(child, Duration::from_secs(20));
+        assert!(status.success(), "{err}");
+    }
+}

@@ -23,7 +23,7 @@
 //! `(stage, errno, detail)` and the child `_exit`s.
 
 use std::ffi::CStr;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::ptr;
 
 use super::sync::{self, Stage};
@@ -43,9 +43,11 @@ fn check(rc: libc::c_int, stage: Stage, detail: &CStr) -> Result<(), Fail> {
     }
 }
 
-/// Entry point of the container process. Never returns.
-pub fn child_main(p: &Prepared, sync_fd: RawFd) -> ! {
-    let failure = match run(p) {
+/// Entry point of the container process. Never returns. With `park` (the read end of the
+/// go pipe), the process stops after joining its cgroup, keeps only the fds it still needs,
+/// and goes on when one byte arrives (EOF: the shim gave up on it, `_exit`).
+pub fn child_main(p: &Prepared, sync_fd: RawFd, park: Option<RawFd>) -> ! {
+    let failure = match run(p, sync_fd, park) {
         Ok(never) => match never {},
         Err(f) => f,
     };
@@ -71,7 +73,7 @@ fn report(sync_fd: RawFd, (stage, err, detail): Fail) {
 
 enum Never {}
 
-fn run(p: &Prepared) -> Result<Never, Fail> {
+fn run(p: &Prepared, sync_fd: RawFd, park: Option<RawFd>) -> Result<Never, Fail> {
     reset_signals()?;
     // SAFETY: prctl with integer arguments only.
     let rc = unsafe {
@@ -100,6 +102,10 @@ fn run(p: &Prepared) -> Result<Never, Fail> {
     {
         return Err((Stage::Cgroup, e.errno as i32, c"cgroup.procs".as_ptr()));
     }
+    if let Some(go) = park {
+        close_all_but(p, &[sync_fd, go]);
+        wait_go(go);
+    }
 
     for step in &p.steps {
         apply_step(step)?;
@@ -126,6 +132,58 @@ fn run(p: &Prepared) -> Result<Never, Fail> {
     };
     check(rc, Stage::DeathSignal, c"PR_SET_PDEATHSIG")?;
     exec(p)
+}
+
+/// Closes every fd from 3 up except `keep` and the bind sources (a parked process must not
+/// hold the shim's other pipes open for days). No allocation: a scan for the next kept fd.
+fn close_all_but(p: &Prepared, keep: &[RawFd]) {
+    let kept = || {
+        keep.iter()
+            .copied()
+            .chain(p.source_fds.iter().map(|f| f.as_raw_fd()))
+    };
+    let mut next: RawFd = 3;
+    loop {
+        let upto = kept().filter(|&k| k >= next).min();
+        let last = match upto {
+            Some(k) => k - 1,
+            None => RawFd::MAX,
+        };
+        if last >= next {
+            // SAFETY: closes fd numbers only; none of them is used again in this process.
+            let rc = unsafe { libc::syscall(libc::SYS_close_range, next as u32, last as u32, 0) };
+            if rc < 0 {
+                // Before Linux 5.9: one by one up to what the parent had open.
+                for fd in next..=last.min(p.max_fd) {
+                    // SAFETY: as above.
+                    unsafe { libc::close(fd) };
+                }
+            }
+        }
+        match upto {
+            Some(k) => next = k + 1,
+            None => break,
+        }
+    }
+}
+
+/// Blocks until the shim sends the go byte; `_exit`s quietly on EOF (the shim dropped it).
+fn wait_go(go: RawFd) {
+    let mut b = [0u8; 1];
+    loop {
+        // SAFETY: reads one byte into a local buffer.
+        let n = unsafe { libc::read(go, b.as_mut_ptr().cast(), 1) };
+        if n == 1 {
+            // SAFETY: closes the fd this function owns.
+            unsafe { libc::close(go) };
+            return;
+        }
+        if n < 0 && errno() == libc::EINTR {
+            continue;
+        }
+        // SAFETY: see child_main.
+        unsafe { libc::_exit(0) }
+    }
 }
 
 fn reset_signals() -> Result<(), Fail> {

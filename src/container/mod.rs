@@ -191,6 +191,16 @@ pub struct Prepared {
     /// The container's cgroup, joined by the child before exec (set by the caller after
     /// [`prepare`]; `None` runs the container in the shim's cgroup).
     pub cgroup: Option<crate::cgroup::JoinFds>,
+    /// Fds the child uses by number ([`Prepared::hold`]), closed in the parent with `self`.
+    held: Vec<OwnedFd>,
+}
+
+impl Prepared {
+    /// Keeps the stdio fds open as long as `self`: drop it after the fork so that the
+    /// parent's copies of the pipes' write ends close.
+    pub fn hold(&mut self, stdio: Stdio) {
+        self.held.extend([stdio.stdin, stdio.stdout, stdio.stderr]);
+    }
 }
 
 fn cstr(what: &str, s: impl AsRef<[u8]>) -> Result<CString, PrepareError> {
@@ -612,12 +622,19 @@ pub fn prepare(
     if lower.is_empty() {
         return Err(PrepareError::NoCommand);
     }
-    let overlay = format!(
+    let mut overlay = format!(
         "lowerdir={},upperdir={},workdir={}",
         lower.join(":"),
         dirs.upper.display(),
         dirs.work.display()
     );
+    // The writable layer is thrown away at every start, so overlayfs need not sync it: without
+    // `volatile` the unmount when the container dies runs `sync_filesystem` on the filesystem
+    // under `--root`, which waits for every dirty page on that disk (tens of ms on a busy
+    // machine) before the shim even hears of the exit.
+    if overlay_volatile() {
+        overlay.push_str(",volatile");
+    }
     steps.push(mount_step(
         r,
         MountSpec {
@@ -900,7 +917,30 @@ pub fn prepare(
         source_fds: sources.fds,
         max_fd: highest_open_fd() + 16,
         cgroup: None,
+        held: Vec::new(),
     })
+}
+
+/// overlayfs' `volatile` option exists from Linux 5.10.
+fn overlay_volatile() -> bool {
+    static VOLATILE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *VOLATILE.get_or_init(|| {
+        let release = nix::sys::utsname::uname()
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_default();
+        compute_kernel_at_least(&release, (5, 10))
+    })
+}
+
+/// `"6.1.0-18-amd64"` ≥ (5, 10)?
+fn compute_kernel_at_least(release: &str, want: (u32, u32)) -> bool {
+    let mut parts = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor) >= want,
+        _ => false,
+    }
 }
 
 fn highest_open_fd() -> RawFd {
@@ -949,6 +989,8 @@ pub enum SpawnError {
     Child(ChildFailure),
     #[error("read sync pipe: {0}")]
     Sync(std::io::Error),
+    #[error("the parked container process is gone: {0}")]
+    Parked(nix::Error),
 }
 
 /// How long the child may take from fork to exec. Its steps are local syscalls; a hung
@@ -995,30 +1037,97 @@ fn read_sync(rd: OwnedFd, buf: &mut Vec<u8>) -> std::io::Result<()> {
 /// before polling again. On a reported failure, the child has been reaped already.
 pub fn spawn(p: &Prepared) -> Result<Pid, SpawnError> {
     let (rd, wr) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(SpawnError::Pipe)?;
+    match sys::clone_fork(clone_flags(p)).map_err(SpawnError::Clone)? {
+        sys::Forked::Child => {
+            drop(rd);
+            child::child_main(p, wr.as_raw_fd(), None)
+        }
+        sys::Forked::Parent(pid) => {
+            drop(wr);
+            wait_exec(pid, rd)
+        }
+    }
+}
+
+fn clone_flags(p: &Prepared) -> u64 {
     let mut flags = libc::CLONE_NEWNS as u64;
     if p.private_pid_ns {
         flags |= libc::CLONE_NEWPID as u64;
     }
-    match sys::clone_fork(flags).map_err(SpawnError::Clone)? {
+    flags
+}
+
+/// The parent's side of a start: the sync pipe reaches EOF at the child's `execve`, or
+/// carries its failure.
+fn wait_exec(pid: Pid, rd: OwnedFd) -> Result<Pid, SpawnError> {
+    let mut buf = Vec::new();
+    let read = read_sync(rd, &mut buf);
+    if let Some(f) = sync::decode(&buf) {
+        let _ = nix::sys::wait::waitpid(pid, None);
+        return Err(SpawnError::Child(f));
+    }
+    if let Err(e) = read {
+        // The child's state is unknown: kill it rather than leave it half set up.
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(pid, None);
+        return Err(SpawnError::Sync(e));
+    }
+    Ok(pid)
+}
+
+/// A container process forked ahead of its start: it has its namespaces, its stdio and its
+/// cgroup, and waits before touching its root filesystem until [`Parked::release`].
+///
+/// Why: on cgroup v1 moving a task into a group (`cgroup.procs`) waits for an RCU grace
+/// period (`cgroup_threadgroup_rwsem`), 8–15 ms on these machines; a container restarted from
+/// a parked process has paid it long before it died. The process holds nothing but the fds
+/// it needs (so no other pipe's EOF depends on it), dies with the shim (parent-death signal)
+/// and, as PID 1 of an empty PID namespace, sees no signal but SIGKILL.
+pub struct Parked {
+    pid: Pid,
+    go: OwnedFd,
+    sync: OwnedFd,
+}
+
+impl Parked {
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// Lets the process set up its root and exec; returns when it has (or failed).
+    pub fn release(self) -> Result<Pid, SpawnError> {
+        match nix::unistd::write(&self.go, b"g") {
+            Ok(_) => {}
+            Err(e) => {
+                // EPIPE: it died while parked (the OOM killer, a cgroup kill).
+                let _ =
+                    nix::sys::wait::waitpid(self.pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+                return Err(SpawnError::Parked(e));
+            }
+        }
+        drop(self.go);
+        wait_exec(self.pid, self.sync)
+    }
+}
+
+/// Forks `p`'s process parked (see [`Parked`]).
+pub fn spawn_parked(p: &Prepared) -> Result<Parked, SpawnError> {
+    let (rd, wr) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(SpawnError::Pipe)?;
+    let (go_r, go_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(SpawnError::Pipe)?;
+    match sys::clone_fork(clone_flags(p)).map_err(SpawnError::Clone)? {
         sys::Forked::Child => {
             drop(rd);
-            child::child_main(p, wr.as_raw_fd())
+            drop(go_w);
+            child::child_main(p, wr.as_raw_fd(), Some(go_r.as_raw_fd()))
         }
         sys::Forked::Parent(pid) => {
             drop(wr);
-            let mut buf = Vec::new();
-            let read = read_sync(rd, &mut buf);
-            if let Some(f) = sync::decode(&buf) {
-                let _ = nix::sys::wait::waitpid(pid, None);
-                return Err(SpawnError::Child(f));
-            }
-            if let Err(e) = read {
-                // The child's state is unknown: kill it rather than leave it half set up.
-                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-                let _ = nix::sys::wait::waitpid(pid, None);
-                return Err(SpawnError::Sync(e));
-            }
-            Ok(pid)
+            drop(go_r);
+            Ok(Parked {
+                pid,
+                go: go_w,
+                sync: rd,
+            })
         }
     }
 }
@@ -1034,6 +1143,15 @@ pub fn spawn_pause() -> std::io::Result<Pid> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_versions() {
+        assert!(compute_kernel_at_least("6.18.44-fc-v669", (5, 10)));
+        assert!(compute_kernel_at_least("5.10.0", (5, 10)));
+        assert!(!compute_kernel_at_least("5.4.0-150-generic", (5, 10)));
+        assert!(!compute_kernel_at_least("4.19.0", (5, 10)));
+        assert!(!compute_kernel_at_least("weird", (5, 10)));
+    }
 
     #[test]
     fn in_root_refuses_dotdot() {

@@ -84,6 +84,8 @@ pub struct ShimSettings {
     pub cgroup_parent: Option<String>,
     /// Per-pod `pids.max`; `None`: no pids limit.
     pub pids_limit: Option<i64>,
+    /// Fork each restartable container's next process ahead and park it in its cgroup.
+    pub prefork: bool,
 }
 
 impl Default for ShimSettings {
@@ -95,6 +97,7 @@ impl Default for ShimSettings {
             backoff_reset_ms: b.reset_after.as_millis() as u64,
             cgroup_parent: Some(cgroup::Config::default().parent),
             pids_limit: Some(cgroup::DEFAULT_PIDS_LIMIT),
+            prefork: true,
         }
     }
 }
@@ -160,6 +163,19 @@ struct Ctr {
     restart_kill_at: Option<Instant>,
     /// Probes, postStart/started, readiness (health.rs).
     health: probe::Health,
+    /// The next start's process, forked and parked in the container's cgroup ahead of time.
+    standby: Option<Standby>,
+    /// Old writable layers renamed away at a start, removed once the new process runs.
+    trash: Vec<PathBuf>,
+}
+
+/// A parked process for a container's next start (see [`container::Parked`]) and the read
+/// ends of its output pipes.
+struct Standby {
+    parked: container::Parked,
+    out_r: OwnedFd,
+    err_r: OwnedFd,
+    stop_signal: Signal,
 }
 
 struct Pump {
@@ -575,6 +591,8 @@ impl Shim {
                 restart_requested: false,
                 restart_kill_at: None,
                 health: probe::Health::new(c),
+                standby: None,
+                trash: Vec::new(),
                 dirs: ContainerDirs {
                     rootfs: cdir_run.join("rootfs"),
                     upper: cdir_root.join("upper"),
@@ -811,6 +829,9 @@ impl Shim {
         }
         self.stopping = true;
         self.kill_at = Some(Instant::now() + self.grace());
+        for i in 0..self.ctrs.len() {
+            self.drop_standby(i);
+        }
         for c in &mut self.ctrs {
             if let Phase::Waiting { .. } = c.phase {
                 c.phase = Phase::Done {
@@ -879,6 +900,9 @@ impl Shim {
                 c.stop_sent = false;
                 c.started_once = true;
                 c.started_at = Some(started_at);
+                self.write_status();
+                self.park_next(i);
+                self.empty_trash(i);
             }
             Err(msg) => {
                 let name = self.ctrs[i].name.clone();
@@ -899,22 +923,42 @@ impl Shim {
     }
 
     fn try_start(&mut self, i: usize) -> std::result::Result<Pid, String> {
-        let (is_init, idx) = self.ctrs[i].spec_idx;
-        let pod = &self.spec.pod;
-        let cspec = if is_init {
-            &pod.spec.init_containers[idx]
-        } else {
-            &pod.spec.containers[idx]
-        };
-        let image = self
-            .spec
-            .images
-            .get(&cspec.name)
-            .ok_or_else(|| format!("image {:?} was not resolved", cspec.image))?;
+        self.fresh_layer(i)?;
+        if let Some(sb) = self.ctrs[i].standby.take() {
+            self.read_oom_base(i);
+            self.ctrs[i].stop_signal = sb.stop_signal;
+            let pid = sb.parked.release().map_err(|e| e.to_string())?;
+            self.attach_output(i, sb.out_r, sb.err_r);
+            return Ok(pid);
+        }
+        let (prepared, out_r, err_r) = self.prepare_ctr(i)?;
+        self.read_oom_base(i);
+        self.ctrs[i].stop_signal = prepared.stop_signal;
+        let pid = container::spawn(&prepared).map_err(|e| e.to_string())?;
+        drop(prepared);
+        self.attach_output(i, out_r, err_r);
+        Ok(pid)
+    }
+
+    /// A (re)started container gets a fresh writable layer, as in Kubernetes. The old one is
+    /// renamed away (removing it can wait: on a filesystem mounted with `discard` every freed
+    /// block is a synchronous discard) and removed by [`Shim::empty_trash`].
+    fn fresh_layer(&mut self, i: usize) -> std::result::Result<(), String> {
         let dirs = self.ctrs[i].dirs.clone();
-        // A (re)started container gets a fresh writable layer, as in Kubernetes.
+        let n = self.ctrs[i].restart_count;
         for d in [&dirs.upper, &dirs.work] {
-            let _ = fs::remove_dir_all(d);
+            if fs::symlink_metadata(d).is_ok() {
+                let mut name = d.file_name().unwrap_or_default().to_os_string();
+                name.push(format!(".old-{n}"));
+                let trash = d.with_file_name(name);
+                let _ = fs::remove_dir_all(&trash);
+                match fs::rename(d, &trash) {
+                    Ok(()) => self.ctrs[i].trash.push(trash),
+                    Err(_) => {
+                        let _ = fs::remove_dir_all(d);
+                    }
+                }
+            }
             fs::create_dir_all(d).map_err(|e| format!("mkdir {}: {e}", d.display()))?;
         }
         // The upper dir's root is the container's `/`: 0755 whatever podsup's umask is (with
@@ -934,6 +978,33 @@ impl Shim {
             fs::set_permissions(&dirs.termination_log, fs::Permissions::from_mode(0o666))
                 .map_err(|e| format!("chmod {}: {e}", dirs.termination_log.display()))?;
         }
+        Ok(())
+    }
+
+    fn empty_trash(&mut self, i: usize) {
+        for d in std::mem::take(&mut self.ctrs[i].trash) {
+            let _ = fs::remove_dir_all(&d);
+        }
+    }
+
+    /// Everything the child needs, its output pipes (read ends) and its cgroup.
+    fn prepare_ctr(
+        &mut self,
+        i: usize,
+    ) -> std::result::Result<(container::Prepared, OwnedFd, OwnedFd), String> {
+        let (is_init, idx) = self.ctrs[i].spec_idx;
+        let pod = &self.spec.pod;
+        let cspec = if is_init {
+            &pod.spec.init_containers[idx]
+        } else {
+            &pod.spec.containers[idx]
+        };
+        let image = self
+            .spec
+            .images
+            .get(&cspec.name)
+            .ok_or_else(|| format!("image {:?} was not resolved", cspec.image))?;
+        let dirs = self.ctrs[i].dirs.clone();
         let pipe = || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"));
         let (out_r, out_w) = pipe()?;
         let (err_r, err_w) = pipe()?;
@@ -948,29 +1019,42 @@ impl Shim {
         };
         let mut prepared = container::prepare(pod, cspec, image, &self.sandbox, &dirs, &stdio)
             .map_err(|e| e.to_string())?;
-        self.ctrs[i].stop_signal = prepared.stop_signal;
+        // The fds stay open in `prepared` (by number) until the fork; the parent's copies of
+        // the write ends must close right after it so that the pipes see EOF.
+        prepared.hold(stdio);
         if let Some(pod_cg) = &self.pod_cgroup {
+            // Again at every start: a new spec may bring new limits.
             let cg = pod_cg
                 .create_container(cspec)
                 .map_err(|e| format!("cgroup: {e}"))?;
             prepared.cgroup = Some(cg.open_join().map_err(|e| format!("cgroup: {e}"))?);
             let c = &mut self.ctrs[i];
-            c.oom_base = (
-                cg.oom_kill_count().unwrap_or(0),
-                pod_cg.oom_kill_count().unwrap_or(0),
-            );
             if c.oom_watch.is_none() {
                 c.oom_watch = cg.oom_watch().ok();
             }
             c.cgroup = Some(cg);
         }
-        let pid = container::spawn(&prepared).map_err(|e| e.to_string())?;
-        drop(stdio);
+        Ok((prepared, out_r, err_r))
+    }
+
+    /// The OOM counters when a start begins (an exit after them moving is OOMKilled).
+    fn read_oom_base(&mut self, i: usize) {
+        if let (Some(pod_cg), Some(cg)) = (&self.pod_cgroup, &self.ctrs[i].cgroup) {
+            self.ctrs[i].oom_base = (
+                cg.oom_kill_count().unwrap_or(0),
+                pod_cg.oom_kill_count().unwrap_or(0),
+            );
+        }
+    }
+
+    /// The log of this container instance and the pumps that feed it.
+    fn attach_output(&mut self, i: usize, out_r: OwnedFd, err_r: OwnedFd) {
+        let pod = &self.spec.pod;
+        let name = &self.ctrs[i].name;
         let log = self.spec.log_dir.as_ref().map(|dir| {
             let meta = &pod.metadata;
             let namespace = meta.namespace.as_deref().unwrap_or("default");
-            let dir =
-                logs::container_log_dir(dir, namespace, &meta.name, &self.spec.uid, &cspec.name);
+            let dir = logs::container_log_dir(dir, namespace, &meta.name, &self.spec.uid, name);
             Rc::new(RefCell::new(LogWriter::new(
                 &dir,
                 self.ctrs[i].restart_count,
@@ -988,7 +1072,48 @@ impl Shim {
                 log: log.clone(),
             });
         }
-        Ok(pid)
+    }
+
+    /// Forks container `i`'s next process and parks it, when a restart is possible and its
+    /// PID namespace is its own (a parked process in a shared one would be visible there).
+    fn park_next(&mut self, i: usize) {
+        self.drop_standby(i);
+        let c = &self.ctrs[i];
+        let may_restart = c.kind == ContainerKind::Sidecar
+            || self.spec.pod.spec.restart_policy() != crate::model::RestartPolicy::Never;
+        if self.stopping
+            || !may_restart
+            || !self.sandbox.private_pid_ns
+            || c.phase != Phase::Running
+            || !self.spec.settings.prefork
+        {
+            return;
+        }
+        let (prepared, out_r, err_r) = match self.prepare_ctr(i) {
+            Ok(p) => p,
+            Err(e) => {
+                log::debug!("container {:?}: no parked process: {e}", self.ctrs[i].name);
+                return;
+            }
+        };
+        match container::spawn_parked(&prepared) {
+            Ok(parked) => {
+                self.ctrs[i].standby = Some(Standby {
+                    parked,
+                    out_r,
+                    err_r,
+                    stop_signal: prepared.stop_signal,
+                })
+            }
+            Err(e) => log::debug!("container {:?}: no parked process: {e}", self.ctrs[i].name),
+        }
+    }
+
+    /// Kills container `i`'s parked process, if any (reaped by the loop like any child).
+    fn drop_standby(&mut self, i: usize) {
+        if let Some(sb) = self.ctrs[i].standby.take() {
+            let _ = nix::sys::signal::kill(sb.parked.pid(), Signal::SIGKILL);
+        }
     }
 
     fn container_spec(&self, i: usize) -> &crate::model::Container {
@@ -1059,6 +1184,7 @@ impl Shim {
             c.phase = Phase::Done {
                 exit_code: c.last.as_ref().map_or(0, |t| t.exit_code),
             };
+            self.drop_standby(i);
         }
     }
 
@@ -1087,8 +1213,17 @@ impl Shim {
             }
             return;
         }
+        if let Some(c) = self
+            .ctrs
+            .iter_mut()
+            .find(|c| c.standby.as_ref().is_some_and(|s| s.parked.pid() == pid))
+        {
+            // A parked process died (a cgroup kill, the OOM killer): the next start forks.
+            c.standby = None;
+            return;
+        }
         let Some(i) = self.ctrs.iter().position(|c| c.pid == Some(pid)) else {
-            // A reparented orphan: reaped and forgotten.
+            // A reparented orphan, or a parked process given up: reaped and forgotten.
             return;
         };
         let finished_at = SystemTime::now();
@@ -1105,8 +1240,13 @@ impl Shim {
             {
                 oom |= pod_cg.oom_kill_count().unwrap_or(0) > base.1;
             }
-            // Whatever PID 1 left behind dies with it, as in a container runtime.
-            let _ = cg.kill_once();
+            // Whatever PID 1 left behind dies with it, as in a container runtime. In a PID
+            // namespace of its own the kernel has done that already (everything podsup puts
+            // in the cgroup, `exec` and probes included, enters that namespace), and the
+            // cgroup holds the parked process of the next start.
+            if !self.sandbox.private_pid_ns {
+                let _ = cg.kill_once();
+            }
         }
         let cspec = self.container_spec(i);
         let mut message = fs::File::open(&self.ctrs[i].dirs.termination_log)

@@ -73,6 +73,10 @@ impl Shim {
         for i in 0..self.ctrs.len() {
             self.ctrs[i].key = crate::plan::backoff::compute_backoff_key(self.container_spec(i));
         }
+        // Parked processes were prepared from the old spec.
+        for i in 0..self.ctrs.len() {
+            self.drop_standby(i);
+        }
         if self.stopping {
             return;
         }
@@ -108,6 +112,11 @@ impl Shim {
                         c.next_restart_at = None;
                     }
                 }
+            }
+        }
+        for i in 0..self.ctrs.len() {
+            if !restart.contains(&self.ctrs[i].name) {
+                self.park_next(i);
             }
         }
         self.write_status();
