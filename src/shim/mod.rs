@@ -35,6 +35,7 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use crate::cgroup::{self, Cgroup, Cgroups, Watch};
+use crate::container::exec::{self as exec, ExecTarget};
 use crate::container::{self, ContainerDirs, ImageInfo, Sandbox, Stdio, VolumeSource};
 use crate::logs::{self, LogSettings, LogWriter, Stream};
 use crate::model::{
@@ -155,6 +156,9 @@ struct Ctr {
     restart_requested: bool,
     /// When a restarting container gets SIGKILL.
     restart_kill_at: Option<Instant>,
+    /// While it runs: how to start a process inside it (exec probes, hooks), also
+    /// published as its `exec.json` for `podsup exec`.
+    exec: Option<ExecTarget>,
 }
 
 struct Pump {
@@ -563,6 +567,7 @@ impl Shim {
                 tail: VecDeque::new(),
                 restart_requested: false,
                 restart_kill_at: None,
+                exec: None,
                 dirs: ContainerDirs {
                     rootfs: cdir_run.join("rootfs"),
                     upper: cdir_root.join("upper"),
@@ -930,6 +935,7 @@ impl Shim {
         }
         let pid = container::spawn(&prepared).map_err(|e| e.to_string())?;
         drop(stdio);
+        let target = ExecTarget::new(&prepared, pid).ok();
         let log = self.spec.log_dir.as_ref().map(|dir| {
             let meta = &pod.metadata;
             let namespace = meta.namespace.as_deref().unwrap_or("default");
@@ -952,7 +958,32 @@ impl Shim {
                 log: log.clone(),
             });
         }
+        self.publish_exec(i, target);
         Ok(pid)
+    }
+
+    /// Keeps (or forgets) how to start processes in container `i` and publishes it as its
+    /// `exec.json` (0600, atomic), or removes that file: `podsup exec` refuses a container
+    /// without one.
+    fn publish_exec(&mut self, i: usize, target: Option<ExecTarget>) {
+        let path = self
+            .spec
+            .run_dir
+            .join("containers")
+            .join(&self.ctrs[i].name)
+            .join(exec::DESCRIPTOR_NAME);
+        let written = match &target {
+            Some(t) => t.write(&path),
+            None => match fs::remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            },
+        };
+        if let Err(e) = written {
+            let name = self.ctrs[i].name.clone();
+            self.say(&format!("container {name:?}: {}: {e}", path.display()));
+        }
+        self.ctrs[i].exec = target;
     }
 
     fn container_spec(&self, i: usize) -> &crate::model::Container {
@@ -1040,6 +1071,7 @@ impl Shim {
             // A reparented orphan: reaped and forgotten.
             return;
         };
+        self.publish_exec(i, None);
         let finished_at = SystemTime::now();
         self.drain_ctr(i);
         // OOM: the kernel's counters moved while it ran (v1 counts an OOM of the pod-level
