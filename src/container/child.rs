@@ -448,11 +448,9 @@ pub(super) fn exec_child_main(e: &ExecChild<'_>, sync_fd: RawFd) -> ! {
         Ok(never) => match never {},
         Err(f) => f,
     };
-    let code = if failure.0 == Stage::ExecNotFound {
-        127
-    } else {
-        126
-    };
+    let not_found = failure.0 == Stage::ExecNotFound
+        || (failure.0 == Stage::Exec && (failure.1 == libc::ENOENT || failure.1 == libc::ENOTDIR));
+    let code = if not_found { 127 } else { 126 };
     report(sync_fd, failure);
     // SAFETY: as in `child_main`.
     unsafe { libc::_exit(code) }

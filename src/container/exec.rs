@@ -114,11 +114,17 @@ pub enum ExecError {
 
 impl ExecError {
     /// The exit status a shell (and `kubectl exec`, `runc exec`) gives this failure: 127 for
-    /// a command that is not found, 126 for one that cannot be executed, `None` when the
+    /// a command that is not found (in `PATH`, or at the path given), 126 for one that
+    /// cannot be executed, `None` when the
     /// process never got as far as `execve`.
     pub fn exit_status(&self) -> Option<u8> {
         match self {
             ExecError::Child(f) if f.stage == Stage::ExecNotFound => Some(127),
+            ExecError::Child(f)
+                if f.stage == Stage::Exec && [libc::ENOENT, libc::ENOTDIR].contains(&f.errno) =>
+            {
+                Some(127)
+            }
             ExecError::Child(f) if f.stage == Stage::Exec => Some(126),
             _ => None,
         }
