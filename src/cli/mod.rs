@@ -77,9 +77,9 @@ pub enum Command {
     /// Run a command in a running container (like `kubectl exec`)
     ///
     /// The command runs in the container's namespaces, cgroups, user, capabilities and
-    /// environment, with our stdout and stderr (-i: stdin too; -t: a terminal). Exit status:
-    /// the command's (128 + signal if it was killed), 127 when it is not found, 1 when the
-    /// pod or container does not exist or is not running.
+    /// environment, with podsup's stdout and stderr (-i: stdin too; -t: a terminal). Exit
+    /// status: the command's (128 + signal if it was killed), 127 when it is not found, 1
+    /// when the pod or container does not exist or is not running.
     Exec(exec::Args),
 
     /// The pod's infra process (internal)
