@@ -147,8 +147,12 @@ pub fn run(args: Args) -> CliResult {
         let message = format!("podsup exec: {e}");
         match e.exit_status() {
             Some(code) => Failure::Exit { code, message },
+            // Not running any more, or the container refused (a working directory that is
+            // gone): the user's to know, not an internal failure.
             None => match e {
-                exec::ExecError::NotRunning { .. } => Failure::User(message),
+                exec::ExecError::NotRunning { .. } | exec::ExecError::Child(_) => {
+                    Failure::User(message)
+                }
                 _ => Failure::Internal(anyhow::anyhow!(message)),
             },
         }
