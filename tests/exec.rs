@@ -325,20 +325,30 @@ fn exec_with_a_terminal_under_a_real_pty() {
             .local_modes
             .contains(LocalModes::ICANON | LocalModes::ECHO)
     );
-    // Everything the pty shows, read on a thread until the last slave fd is closed.
+    // What the pty shows, read on a thread (sent on as it comes) until the last slave fd
+    // is closed.
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
     let reader = {
         let master = master.try_clone().unwrap();
         std::thread::spawn(move || {
-            let mut all = Vec::new();
             let mut buf = [0u8; 4096];
             while let Ok(n) = rustix::io::read(&master, &mut buf) {
-                if n == 0 {
+                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
                     break;
                 }
-                all.extend_from_slice(&buf[..n]);
             }
-            String::from_utf8_lossy(&all).into_owned()
         })
+    };
+    let mut shown = String::new();
+    let wait_for = |shown: &mut String, what: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !shown.contains(what) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(b) => shown.push_str(&String::from_utf8_lossy(&b)),
+                Err(_) => panic!("no {what:?} on the terminal; it shows: {shown:?}"),
+            }
+        }
     };
     let mut c = podsup_exec(
         &t,
@@ -349,23 +359,45 @@ fn exec_with_a_terminal_under_a_real_pty() {
             "--",
             "sh",
             "-c",
-            "tty; stty size; echo $TERM; exit 3",
+            "tty; echo $TERM; stty size; read x; stty size; exit 3",
         ],
     );
     c.stdin(slave.try_clone().unwrap())
         .stdout(slave.try_clone().unwrap())
         .stderr(slave.try_clone().unwrap());
-    let status = c.status().unwrap();
+    let mut child = c.spawn().unwrap();
     drop(c);
+    // The pty is the container's, with our window size from the start.
+    wait_for(&mut shown, "33 101");
+    assert!(shown.contains("/dev/pts/0"), "{shown}");
+    assert!(shown.contains("xterm"), "{shown}");
+    // Raw mode while it runs.
+    let during = tcgetattr(&slave).unwrap();
+    assert!(!during.local_modes.contains(LocalModes::ICANON));
+    // A resize: new size, then SIGWINCH (the kernel sends it to a terminal's foreground
+    // group; podsup here is not in one, so the test sends it).
+    let bigger = Winsize {
+        ws_row: 40,
+        ws_col: 120,
+        ..ws
+    };
+    tcsetwinsize(&slave, bigger).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGWINCH,
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // A typed line reaches the command's `read`.
+    rustix::io::write(&master, b"go\r").unwrap();
+    wait_for(&mut shown, "40 120");
+    let status = child.wait().unwrap();
     // Raw mode was set on our terminal and is restored.
     let after = tcgetattr(&slave).unwrap();
     assert_eq!(after.local_modes, before.local_modes);
     drop(slave);
-    let shown = reader.join().unwrap();
+    reader.join().unwrap();
     assert_eq!(status.code(), Some(3), "{shown}");
-    assert!(shown.contains("/dev/pts/0"), "{shown}");
-    assert!(shown.contains("33 101"), "{shown}");
-    assert!(shown.contains("xterm"), "{shown}");
     drop(master);
 }
 
