@@ -276,7 +276,9 @@ fn compute_state_text(s: &crate::model::ContainerState) -> String {
     } else if let Some(w) = &s.waiting {
         format!("waiting: {}", w.reason.as_deref().unwrap_or("Unknown"))
     } else if s.running.is_some() {
-        "it has just stopped".into()
+        // Running by the last status, but no live descriptor: it has just ended, or its
+        // shim is from a podsup without exec.
+        "its status says running but its shim has not published it: it has just ended, or the pod was started by an older podsup (recreate the pod)".into()
     } else {
         "not started yet".into()
     }
