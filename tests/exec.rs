@@ -119,6 +119,22 @@ fn spawn_in_starts_a_direct_child_inside_the_container() {
     // A command that does not exist is an error before exec, with 127 as its status.
     let err = exec::spawn_in(&target, &["nosuchcmd".to_string()], quiet()).unwrap_err();
     assert_eq!(err.exit_status(), Some(127), "{err}");
+    // A hanging command and what it started die with its process group at a timeout,
+    // and the caller reaps it: nothing stays behind in the container.
+    let (rd, wr) = nix::unistd::pipe().unwrap();
+    let err = OwnedFd::from(std::fs::File::create("/dev/null").unwrap());
+    let argv = ["sh", "-c", "sleep 3700 & echo started; wait"].map(String::from);
+    let pid = exec::spawn_in(&target, &argv, ExecStdio::null_stdin(wr, err).unwrap()).unwrap();
+    let mut line = [0u8; 8];
+    std::fs::File::from(rd).read_exact(&mut line).unwrap();
+    assert_eq!(&line, b"started\n");
+    nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+    assert!(matches!(
+        waitpid(pid, None).unwrap(),
+        WaitStatus::Signaled(_, nix::sys::signal::Signal::SIGKILL, _)
+    ));
+    let (_, left) = run_in(&target, &["ps", "-o", "args"]);
+    assert!(!left.contains("sleep 3700"), "{left}");
     // A stale descriptor (another start time) is refused, never run in whatever has the pid.
     let mut stale = target.clone();
     stale.start_time += 1;
