@@ -304,12 +304,23 @@ fn above_stdio(fd: &OwnedFd) -> Result<OwnedFd, ExecError> {
 ///   kills what it started too. It gets SIGKILL when the caller dies (parent-death signal)
 ///   and is killed by the kernel when the container's PID 1 exits.
 ///
-/// The caller must be single-threaded (the shim, the CLI) and should block the signals it
-/// handles with a signalfd only after this returns or in a way the child may inherit (the
-/// child empties its signal mask). Reap the pid with `waitpid`; on timeout
+/// The caller must be single-threaded (the shim, the CLI): it forks, and it changes its
+/// `pid_for_children` for the moment of the fork. Signals it blocks for a signalfd do not
+/// matter: the child empties its signal mask and resets every disposition. The call blocks
+/// only until the child has exec'd (a few syscalls; bounded by a 30 s setup timeout).
+///
+/// Afterwards the caller owns the pid: reap it with `waitpid` (a shim whose loop calls
+/// `waitpid(-1)` must recognise it there); to end it early (a probe's timeout),
 /// `killpg(pid, SIGKILL)` then `waitpid`. Errors: [`ExecError::NotRunning`] when PID 1 is
 /// gone, [`ExecError::Child`] for a failure before `execve` (stage `ExecNotFound`: no such
-/// command; see [`ExecError::exit_status`]).
+/// command; see [`ExecError::exit_status`]); the child is reaped already then.
+///
+/// ```ignore
+/// let (rd, wr) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+/// let pid = spawn_in(&target, &["cat".into(), "/tmp/healthy".into()],
+///                    ExecStdio::null_stdin(wr.try_clone()?, wr)?)?;
+/// // poll `rd` and a deadline; at the deadline: killpg(pid, SIGKILL); then waitpid(pid)
+/// ```
 pub fn spawn_in(target: &ExecTarget, argv: &[String], stdio: ExecStdio) -> Result<Pid, ExecError> {
     let command = Command::new(argv, &target.env)?;
     let cwd = CString::new(target.cwd.as_bytes()).map_err(|_| PrepareError::Nul {
