@@ -133,8 +133,16 @@ fn spawn_in_starts_a_direct_child_inside_the_container() {
         waitpid(pid, None).unwrap(),
         WaitStatus::Signaled(_, nix::sys::signal::Signal::SIGKILL, _)
     ));
-    let (_, left) = run_in(&target, &["ps", "-o", "args"]);
-    assert!(!left.contains("sleep 3700"), "{left}");
+    // SIGKILL is delivered; the sleep may take a moment to finish dying.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let (_, left) = run_in(&target, &["ps", "-o", "args"]);
+        if !left.contains("sleep 3700") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{left}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     // A stale descriptor (another start time) is refused, never run in whatever has the pid.
     let mut stale = target.clone();
     stale.start_time += 1;
@@ -375,7 +383,7 @@ fn exec_with_a_terminal_under_a_real_pty() {
             "--",
             "sh",
             "-c",
-            "tty; echo $TERM; stty size; read x; stty size; exit 3",
+            "tty; echo $TERM; stty size; while read x; do stty size; done; exit 3",
         ],
     );
     c.stdin(slave.try_clone().unwrap())
@@ -403,10 +411,17 @@ fn exec_with_a_terminal_under_a_real_pty() {
         nix::sys::signal::Signal::SIGWINCH,
     )
     .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    // A typed line reaches the command's `read`.
-    rustix::io::write(&master, b"go\r").unwrap();
-    wait_for(&mut shown, "40 120");
+    // Each typed line makes the command print its size again, until the new one shows.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !shown.contains("40 120") {
+        assert!(std::time::Instant::now() < deadline, "no resize: {shown:?}");
+        rustix::io::write(&master, b"go\r").unwrap();
+        if let Ok(b) = rx.recv_timeout(std::time::Duration::from_millis(500)) {
+            shown.push_str(&String::from_utf8_lossy(&b));
+        }
+    }
+    // Ctrl-D (raw mode passes it on): end of input for the command's `read`.
+    rustix::io::write(&master, b"\x04").unwrap();
     let status = child.wait().unwrap();
     // Raw mode was set on our terminal and is restored.
     let after = tcgetattr(&slave).unwrap();
