@@ -519,6 +519,7 @@ def machine():
         "podman": sh("podman --version"),
         "runc": sh("runc --version | head -1"),
         "conmon": sh("conmon --version | head -1"),
+        "catatonit": sh("catatonit --version 2>&1 | head -1"),
         "loadavg": sh("cat /proc/loadavg"),
     }
 
