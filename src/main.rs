@@ -19,6 +19,10 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
         Err(Failure::BrokenPipe) => ExitCode::SUCCESS,
+        Err(Failure::Exit { code, message }) => {
+            eprintln!("{message}");
+            ExitCode::from(code)
+        }
         Err(Failure::Internal(err)) => {
             eprintln!("podsup: {err:#}");
             ExitCode::from(3)

@@ -49,6 +49,16 @@ pub enum Op {
         #[serde(default)]
         container: Option<String>,
     },
+    /// How to start a process in a running container (`podsup exec`): the daemon answers
+    /// with the container's exec descriptor, or refuses when it is not running. Without
+    /// `container`: kubectl's default (the `kubectl.kubernetes.io/default-container`
+    /// annotation, else the first container).
+    Exec {
+        namespace: String,
+        pod: String,
+        #[serde(default)]
+        container: Option<String>,
+    },
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -114,6 +124,13 @@ pub enum Response {
     /// Success with a message (restart).
     Ok {
         message: String,
+    },
+    /// The container to start a process in (`exec`), with kubectl's note when it was
+    /// chosen by default among several.
+    Exec {
+        target: crate::container::exec::ExecTarget,
+        #[serde(default)]
+        note: Option<String>,
     },
     /// The end of a finite answer.
     Done,
@@ -220,6 +237,17 @@ mod tests {
         let s: Request = serde_json::from_str(r#"{"v":1,"op":"status"}"#).unwrap();
         assert_eq!(s.op, Op::Status);
         assert!(serde_json::from_str::<Request>(r#"{"v":1,"op":"nope"}"#).is_err());
+        let e: Request =
+            serde_json::from_str(r#"{"v":1,"op":"exec","namespace":"default","pod":"web"}"#)
+                .unwrap();
+        assert_eq!(
+            e.op,
+            Op::Exec {
+                namespace: "default".into(),
+                pod: "web".into(),
+                container: None
+            }
+        );
     }
 
     #[test]

@@ -23,7 +23,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-pub use join::{JoinError, JoinFds};
+pub use join::{JoinError, JoinFds, compute_join_dirs};
 pub use layout::{Layout, Mode, V1Controller};
 pub use oom::Watch;
 pub use resources::{DEFAULT_PIDS_LIMIT, Limits, compute_container_limits, compute_pod_limits};

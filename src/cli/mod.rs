@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 mod daemon;
 mod events;
+mod exec;
 mod image;
 mod logs;
 mod paths;
@@ -73,6 +74,14 @@ pub enum Command {
     /// Restart a pod's containers (or one, with -c) in place
     Restart(restart::Args),
 
+    /// Run a command in a running container (like `kubectl exec`)
+    ///
+    /// The command runs in the container's namespaces, cgroups, user, capabilities and
+    /// environment, with podsup's stdout and stderr (-i: stdin too; -t: a terminal). Exit
+    /// status: the command's (128 + signal if it was killed), 127 when it is not found, 1
+    /// when the pod or container does not exist or is not running.
+    Exec(exec::Args),
+
     /// The pod's infra process (internal)
     #[command(hide = true)]
     Shim(shim::Args),
@@ -92,6 +101,9 @@ pub enum Failure {
     Internal(anyhow::Error),
     /// The reader of our output went away (`podsup ... | head`): a normal end, exit code 0.
     BrokenPipe,
+    /// A failure with its own exit code (`podsup exec`: 127 for a command not found, 126
+    /// for one that cannot run, as a shell and `kubectl exec` give them).
+    Exit { code: u8, message: String },
 }
 
 impl From<anyhow::Error> for Failure {
@@ -114,6 +126,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Logs(args) => logs::run(args),
         Command::Events(args) => events::run(args),
         Command::Restart(args) => restart::run(args),
+        Command::Exec(args) => exec::run(args),
     }
 }
 

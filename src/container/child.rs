@@ -27,7 +27,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::ptr;
 
 use super::sync::{self, Stage};
-use super::{Prepared, Step};
+use super::{Command, Credentials, Prepared, Step};
 
 type Fail = (Stage, i32, *const libc::c_char);
 
@@ -93,7 +93,7 @@ fn run(p: &Prepared, sync_fd: RawFd, park: Option<RawFd>) -> Result<Never, Fail>
     // SAFETY: plain syscall without pointers.
     let rc = unsafe { libc::setsid() };
     check(rc, Stage::Session, c"setsid")?;
-    setup_stdio(p)?;
+    setup_stdio([p.stdin_fd, p.stdout_fd, p.stderr_fd], p.max_fd)?;
 
     // Join the container's cgroup before anything runs in the container (v1 does not move
     // charges made before the move). Filled in by the cgroup work; `None` until then.
@@ -117,7 +117,7 @@ fn run(p: &Prepared, sync_fd: RawFd, park: Option<RawFd>) -> Result<Never, Fail>
     // SAFETY: `workdir` is a NUL-terminated string owned by `p`.
     let rc = unsafe { libc::chdir(p.workdir.as_ptr()) };
     check(rc, Stage::Chdir, &p.workdir)?;
-    drop_privileges(p)?;
+    drop_privileges(&p.creds)?;
     // Again: a change of uid or gid clears the parent-death signal (commit_creds in
     // kernel/cred.c).
     // SAFETY: prctl with integer arguments only.
@@ -131,7 +131,7 @@ fn run(p: &Prepared, sync_fd: RawFd, park: Option<RawFd>) -> Result<Never, Fail>
         )
     };
     check(rc, Stage::DeathSignal, c"PR_SET_PDEATHSIG")?;
-    exec(p)
+    exec(&p.command)
 }
 
 /// Closes every fd from 3 up except `keep` and the bind sources (a parked process must not
@@ -213,8 +213,10 @@ fn reset_signals() -> Result<(), Fail> {
     Ok(())
 }
 
-fn setup_stdio(p: &Prepared) -> Result<(), Fail> {
-    for (from, to) in [(p.stdin_fd, 0), (p.stdout_fd, 1), (p.stderr_fd, 2)] {
+/// Puts `fds` on 0, 1, 2 and marks every other fd close-on-exec (`max_fd`: the highest fd
+/// the parent may have had open, for kernels without close_range).
+fn setup_stdio(fds: [RawFd; 3], max_fd: RawFd) -> Result<(), Fail> {
+    for (from, to) in fds.into_iter().zip(0..) {
         // SAFETY: dup2 on fds that the parent opened for this child; dup2 clears CLOEXEC on
         // the new descriptor, as stdio needs.
         let rc = unsafe { libc::dup2(from, to) };
@@ -232,7 +234,7 @@ fn setup_stdio(p: &Prepared) -> Result<(), Fail> {
     };
     if rc < 0 {
         // Before Linux 5.11: mark each fd the parent may have had open.
-        for fd in 3..=p.max_fd {
+        for fd in 3..=max_fd {
             // SAFETY: F_SETFD on a number that may not be an open fd fails with EBADF only.
             unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
         }
@@ -372,7 +374,7 @@ struct CapData {
     inheritable: u32,
 }
 
-fn drop_privileges(p: &Prepared) -> Result<(), Fail> {
+fn drop_privileges(p: &Credentials) -> Result<(), Fail> {
     // SAFETY: prctl/setgroups/setgid/setuid/capset with integer arguments or pointers to
     // locals and to `p.groups`, which outlives the calls.
     unsafe {
@@ -429,14 +431,18 @@ fn drop_privileges(p: &Prepared) -> Result<(), Fail> {
     Ok(())
 }
 
-fn exec(p: &Prepared) -> Result<Never, Fail> {
+fn exec(p: &Command) -> Result<Never, Fail> {
     let mut last = libc::ENOENT;
     let mut denied = false;
     for path in &p.exec_candidates {
         // SAFETY: `argv_ptrs` and `envp_ptrs` are NULL-terminated arrays of pointers into
         // CStrings owned by `p`; execve only returns on failure.
         unsafe {
-            libc::execve(path.as_ptr(), p.argv_ptrs.as_ptr(), p.envp_ptrs.as_ptr());
+            libc::execve(
+                path.as_ptr(),
+                p.argv_ptrs().as_ptr(),
+                p.envp_ptrs().as_ptr(),
+            );
         }
         last = errno();
         if last == libc::EACCES {
@@ -453,6 +459,105 @@ fn exec(p: &Prepared) -> Result<Never, Fail> {
         last = libc::EACCES;
     }
     Err((Stage::Exec, last, p.exec_display.as_ptr()))
+}
+
+/// What the `podsup exec` child needs, prepared by [`super::exec::spawn_in`] before the fork.
+pub(super) struct ExecChild<'a> {
+    /// pidfd of the container's PID 1 (its namespaces are joined through it).
+    pub pidfd: RawFd,
+    /// O_PATH fd of the container's root (`/proc/<pid>/root`).
+    pub root: RawFd,
+    pub cwd: &'a CStr,
+    pub creds: &'a Credentials,
+    pub command: &'a Command,
+    pub stdio: [RawFd; 3],
+    /// stdin is a terminal to make the controlling one of the new session.
+    pub terminal: bool,
+    pub cgroup: &'a crate::cgroup::JoinFds,
+    pub max_fd: RawFd,
+}
+
+/// The namespaces a process joins to be inside a running container. The PID namespace is not
+/// among them: the parent entered it for its children before forking this process.
+const EXEC_NAMESPACES: libc::c_int = libc::CLONE_NEWNS
+    | libc::CLONE_NEWNET
+    | libc::CLONE_NEWIPC
+    | libc::CLONE_NEWUTS
+    | libc::CLONE_NEWCGROUP;
+
+/// Entry point of a process started inside a running container (`podsup exec`, exec
+/// probes and hooks). It is already in the container's PID namespace (forked after the
+/// parent's `setns(CLONE_NEWPID)`). In order:
+///
+/// 1. signals reset, parent-death signal SIGKILL, umask 022, `setsid` (the process leads
+///    its own group, so the caller can kill everything it starts with `killpg`), stdio,
+///    every other fd close-on-exec; with a terminal, `TIOCSCTTY` on it
+/// 2. join the container's cgroups (before any namespace: the v2 migration rule checks the
+///    common ancestor in the writer's cgroup namespace)
+/// 3. `setns(pidfd, NEWNS|NEWNET|NEWIPC|NEWUTS|NEWCGROUP)` (Linux ≥ 5.8: several namespaces
+///    at once through a pidfd, atomically), then `fchdir` + `chroot` onto PID 1's root and
+///    `chdir` to the working directory
+/// 4. the same credentials as PID 1 (`drop_privileges`, shared with the container start),
+///    parent-death signal again, `execve` over the `$PATH` candidates
+///
+/// Like [`child_main`], no allocation, no locks: a failure goes to the sync pipe.
+pub(super) fn exec_child_main(e: &ExecChild<'_>, sync_fd: RawFd) -> ! {
+    let failure = match exec_run(e) {
+        Ok(never) => match never {},
+        Err(f) => f,
+    };
+    let not_found = failure.0 == Stage::ExecNotFound
+        || (failure.0 == Stage::Exec && (failure.1 == libc::ENOENT || failure.1 == libc::ENOTDIR));
+    let code = if not_found { 127 } else { 126 };
+    report(sync_fd, failure);
+    // SAFETY: as in `child_main`.
+    unsafe { libc::_exit(code) }
+}
+
+fn set_death_signal() -> Result<(), Fail> {
+    // SAFETY: prctl with integer arguments only.
+    let rc = unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+    check(rc, Stage::DeathSignal, c"PR_SET_PDEATHSIG")
+}
+
+fn exec_run(e: &ExecChild<'_>) -> Result<Never, Fail> {
+    reset_signals()?;
+    set_death_signal()?;
+    // SAFETY: umask takes and returns a plain integer; setsid has no arguments.
+    unsafe { libc::umask(0o022) };
+    // SAFETY: as above.
+    let rc = unsafe { libc::setsid() };
+    check(rc, Stage::Session, c"setsid")?;
+    setup_stdio(e.stdio, e.max_fd)?;
+    if e.terminal {
+        // SAFETY: ioctl TIOCSCTTY on fd 0 with an integer argument.
+        let rc = unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) };
+        check(rc, Stage::Terminal, c"TIOCSCTTY")?;
+    }
+    if let Err(err) = e.cgroup.join_self() {
+        return Err((Stage::Cgroup, err.errno as i32, c"cgroup.procs".as_ptr()));
+    }
+    // SAFETY: setns/fchdir/chroot/chdir on fds the parent opened for us and NUL-terminated
+    // strings that outlive the calls.
+    unsafe {
+        let rc = libc::setns(e.pidfd, EXEC_NAMESPACES);
+        check(rc, Stage::Namespaces, c"setns")?;
+        check(libc::fchdir(e.root), Stage::Root, c"fchdir")?;
+        check(libc::chroot(c".".as_ptr()), Stage::Root, c"chroot")?;
+        check(libc::chdir(e.cwd.as_ptr()), Stage::Chdir, e.cwd)?;
+    }
+    drop_privileges(e.creds)?;
+    // A change of uid or gid cleared it (see `run`).
+    set_death_signal()?;
+    exec(e.command)
 }
 
 /// The pause process: PID 1 of a pod's shared PID namespace. Reaps orphans and waits for

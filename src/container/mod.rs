@@ -9,6 +9,7 @@
 pub mod caps;
 mod child;
 pub mod env;
+pub mod exec;
 pub mod sync;
 pub mod user;
 
@@ -164,20 +165,10 @@ pub struct Prepared {
     pub steps: Vec<Step>,
     pub post_pivot: Vec<Step>,
     pub workdir: CString,
-    pub uid: libc::uid_t,
-    pub gid: libc::gid_t,
-    pub groups: Vec<libc::gid_t>,
-    pub caps: u64,
-    pub last_cap: u32,
-    pub no_new_privs: bool,
-    /// Own the strings that `argv_ptrs`/`envp_ptrs` point into (never read directly).
-    _argv: Vec<CString>,
-    _envp: Vec<CString>,
-    argv_ptrs: Vec<*const libc::c_char>,
-    envp_ptrs: Vec<*const libc::c_char>,
-    pub exec_candidates: Vec<CString>,
-    pub exec_display: CString,
-    pub search_path: bool,
+    /// Who the process runs as, with which capabilities.
+    pub creds: Credentials,
+    /// argv, envp and the `$PATH` candidates of the program.
+    pub command: Command,
     pub stdin_fd: RawFd,
     pub stdout_fd: RawFd,
     pub stderr_fd: RawFd,
@@ -200,6 +191,95 @@ impl Prepared {
     /// parent's copies of the pipes' write ends close.
     pub fn hold(&mut self, stdio: Stdio) {
         self.held.extend([stdio.stdin, stdio.stdout, stdio.stderr]);
+    }
+}
+
+/// Who a container process runs as: uid, gids and capabilities, as the container's PID 1
+/// gets them and as `podsup exec` gives them again (the same values, one code path in
+/// `child.rs`). The capability set is the bounding, permitted and effective set alike;
+/// inheritable and ambient are empty.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Credentials {
+    pub uid: libc::uid_t,
+    pub gid: libc::gid_t,
+    pub groups: Vec<libc::gid_t>,
+    pub caps: u64,
+    /// The highest capability number of the kernel (`/proc/sys/kernel/cap_last_cap`).
+    pub last_cap: u32,
+    pub no_new_privs: bool,
+}
+
+/// A program to `execve`: argv and envp as C strings with their pointer arrays, and the
+/// paths to try (a name without `/` is looked up in the `PATH` of `env`, inside whatever
+/// root the process has when it execs). Built before a fork; the child only reads it.
+pub struct Command {
+    /// Own the strings that `argv_ptrs`/`envp_ptrs` point into (never read directly).
+    _argv: Vec<CString>,
+    envp: Vec<CString>,
+    argv_ptrs: Vec<*const libc::c_char>,
+    envp_ptrs: Vec<*const libc::c_char>,
+    pub exec_candidates: Vec<CString>,
+    pub exec_display: CString,
+    pub search_path: bool,
+}
+
+impl Command {
+    /// Prepares `argv` (non-empty) with the environment `env` (`NAME=value` strings).
+    pub fn new(argv: &[String], env: &[String]) -> Result<Command, PrepareError> {
+        let prog = argv.first().ok_or(PrepareError::NoCommand)?;
+        let (exec_candidates, search_path) = if prog.contains('/') {
+            (vec![cstr("command", prog)?], false)
+        } else {
+            let path_var = env
+                .iter()
+                .find_map(|e| e.strip_prefix("PATH="))
+                .unwrap_or("");
+            let mut c = Vec::new();
+            for dir in path_var.split(':').filter(|d| !d.is_empty()) {
+                c.push(cstr("command", format!("{dir}/{prog}"))?);
+            }
+            (c, true)
+        };
+        let argv_c = argv
+            .iter()
+            .map(|a| cstr("argument", a))
+            .collect::<Result<Vec<_>, _>>()?;
+        let envp_c = env
+            .iter()
+            .map(|e| cstr("env", e))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut argv_ptrs: Vec<*const libc::c_char> = argv_c.iter().map(|c| c.as_ptr()).collect();
+        argv_ptrs.push(std::ptr::null());
+        let mut envp_ptrs: Vec<*const libc::c_char> = envp_c.iter().map(|c| c.as_ptr()).collect();
+        envp_ptrs.push(std::ptr::null());
+        Ok(Command {
+            _argv: argv_c,
+            envp: envp_c,
+            argv_ptrs,
+            envp_ptrs,
+            exec_candidates,
+            exec_display: cstr("command", prog)?,
+            search_path,
+        })
+    }
+
+    /// The environment, as `NAME=value` strings.
+    pub fn env(&self) -> Vec<String> {
+        self.envp
+            .iter()
+            .map(|e| e.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    /// The NULL-terminated argv array (pointers into this value).
+    pub fn argv_ptrs(&self) -> &[*const libc::c_char] {
+        &self.argv_ptrs
+    }
+
+    /// The NULL-terminated envp array (pointers into this value).
+    pub fn envp_ptrs(&self) -> &[*const libc::c_char] {
+        &self.envp_ptrs
     }
 }
 
@@ -580,21 +660,7 @@ pub fn prepare(
         .filter(|w| !w.is_empty())
         .or_else(|| image.working_dir.clone().filter(|w| !w.is_empty()))
         .unwrap_or_else(|| "/".into());
-    let prog = &argv[0];
-    let (exec_candidates, search_path) = if prog.contains('/') {
-        (vec![cstr("command", prog)?], false)
-    } else {
-        let path_var = envs
-            .iter()
-            .find_map(|e| e.strip_prefix("PATH="))
-            .unwrap_or("")
-            .to_string();
-        let mut c = Vec::new();
-        for dir in path_var.split(':').filter(|d| !d.is_empty()) {
-            c.push(cstr("command", format!("{dir}/{prog}"))?);
-        }
-        (c, true)
-    };
+    let command = Command::new(&argv, &envs)?;
 
     // The root filesystem. Before pivot_root only the overlay is mounted; everything else is
     // mounted after it, on container paths, so that symlinks in the image resolve inside the
@@ -877,18 +943,6 @@ pub fn prepare(
         .and_then(parse_signal)
         .unwrap_or(nix::sys::signal::Signal::SIGTERM);
 
-    let argv_c = argv
-        .iter()
-        .map(|a| cstr("argument", a))
-        .collect::<Result<Vec<_>, _>>()?;
-    let envp_c = envs
-        .iter()
-        .map(|e| cstr("env", e))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut argv_ptrs: Vec<*const libc::c_char> = argv_c.iter().map(|c| c.as_ptr()).collect();
-    argv_ptrs.push(std::ptr::null());
-    let mut envp_ptrs: Vec<*const libc::c_char> = envp_c.iter().map(|c| c.as_ptr()).collect();
-    envp_ptrs.push(std::ptr::null());
     Ok(Prepared {
         name: container.name.clone(),
         rootfs: cpath(r)?,
@@ -896,19 +950,15 @@ pub fn prepare(
         steps,
         post_pivot: post,
         workdir: cstr("workingDir", &workdir)?,
-        uid: id.uid,
-        gid: id.gid,
-        groups: id.groups,
-        caps,
-        last_cap: sandbox.last_cap,
-        no_new_privs,
-        _argv: argv_c,
-        _envp: envp_c,
-        argv_ptrs,
-        envp_ptrs,
-        exec_candidates,
-        exec_display: cstr("command", prog)?,
-        search_path,
+        creds: Credentials {
+            uid: id.uid,
+            gid: id.gid,
+            groups: id.groups,
+            caps,
+            last_cap: sandbox.last_cap,
+            no_new_privs,
+        },
+        command,
         stdin_fd: stdio.stdin.as_raw_fd(),
         stdout_fd: stdio.stdout.as_raw_fd(),
         stderr_fd: stdio.stderr.as_raw_fd(),
@@ -1288,8 +1338,8 @@ mod prepare_tests {
         assert!(at("detach old root") < at("mount / remount ro"));
         assert!(at("mount / remount ro") < at("mount /proc/kcore"));
         assert!(post.iter().all(|s| !s.contains(&rootfs)), "{post:?}");
-        assert!(p.no_new_privs);
-        assert_eq!(p.caps, caps::DEFAULT_SET);
+        assert!(p.creds.no_new_privs);
+        assert_eq!(p.creds.caps, caps::DEFAULT_SET);
         assert_eq!(p.source_fds.len(), pre.len() - 3);
     }
 }

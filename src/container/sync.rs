@@ -28,12 +28,18 @@ pub enum Stage {
     ExecNotFound,
     DeathSignal,
     Cgroup,
+    /// `setns` into a running container's namespaces (`podsup exec`).
+    Namespaces,
+    /// `chroot` into a running container's root (`podsup exec`).
+    Root,
+    /// Making the terminal the controlling one (`podsup exec -t`).
+    Terminal,
 }
 
 impl Stage {
     fn from_u8(v: u8) -> Option<Stage> {
         use Stage::*;
-        const ALL: [Stage; 18] = [
+        const ALL: [Stage; 21] = [
             Signals,
             Session,
             Stdio,
@@ -52,6 +58,9 @@ impl Stage {
             ExecNotFound,
             DeathSignal,
             Cgroup,
+            Namespaces,
+            Root,
+            Terminal,
         ];
         ALL.into_iter().find(|s| *s as u8 == v)
     }
@@ -140,6 +149,9 @@ fn stage_name(s: Stage) -> &'static str {
         Stage::Exec | Stage::ExecNotFound => "exec",
         Stage::DeathSignal => "set parent death signal",
         Stage::Cgroup => "join cgroup",
+        Stage::Namespaces => "enter the container's namespaces",
+        Stage::Root => "enter the container's root",
+        Stage::Terminal => "set the controlling terminal",
     }
 }
 

@@ -13,6 +13,7 @@ use anyhow::Context;
 
 use super::{Config, LoopRequest, Shared, safety};
 use crate::api::{self, LogsRequest, Op, Request, Response};
+use crate::container::exec::ExecTarget;
 use crate::logs::{self, LogReader, ReadOptions};
 use crate::model::PodKey;
 
@@ -151,6 +152,135 @@ fn handle(conn: UnixStream, shared: &Shared, cfg: &Config) -> std::io::Result<()
             }
         }
         Op::Logs(r) => logs_answer(&mut out, shared, cfg, r),
+        Op::Exec {
+            namespace,
+            pod,
+            container,
+        } => {
+            let key = PodKey {
+                namespace,
+                name: pod,
+            };
+            let answer = match find_view(shared, &key) {
+                Some(view) => exec_answer(&view, container.as_deref()),
+                None => Err(format!("pod {key} not found")),
+            };
+            send(
+                &mut out,
+                match answer {
+                    Ok((target, note)) => Response::Exec { target, note },
+                    Err(message) => Response::Error { message },
+                },
+            )
+        }
+    }
+}
+
+/// The pod `key` as the loop last published it, unless it is stopping.
+fn find_view(shared: &Shared, key: &PodKey) -> Option<super::status::PodView> {
+    let s = shared.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+    s.pods
+        .iter()
+        .find(|v| v.pod.key() == *key && !v.stopping)
+        .cloned()
+}
+
+/// kubectl's annotation naming the container that `exec`, `logs` and `attach` default to.
+const DEFAULT_CONTAINER_ANNOTATION: &str = "kubectl.kubernetes.io/default-container";
+
+/// The exec descriptor of the container `podsup exec` asks for, and kubectl's
+/// "Defaulted container" note when it chose among several; or why not (one line).
+fn exec_answer(
+    view: &super::status::PodView,
+    container: Option<&str>,
+) -> Result<(ExecTarget, Option<String>), String> {
+    let key = view.pod.key();
+    let spec = &view.pod.spec;
+    let all: Vec<(bool, &str)> = spec
+        .containers
+        .iter()
+        .map(|c| (false, c.name.as_str()))
+        .chain(spec.init_containers.iter().map(|c| (true, c.name.as_str())))
+        .collect();
+    let listing = || {
+        all.iter()
+            .map(|(init, n)| {
+                if *init {
+                    format!("{n} (init)")
+                } else {
+                    n.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (name, note) = match container {
+        Some(c) if all.iter().any(|(_, n)| *n == c) => (c.to_string(), None),
+        Some(c) => {
+            return Err(format!(
+                "container {c:?} is not in pod {key} (it has {})",
+                listing()
+            ));
+        }
+        None => {
+            let named = view
+                .pod
+                .metadata
+                .annotations
+                .get(DEFAULT_CONTAINER_ANNOTATION)
+                .filter(|n| spec.containers.iter().any(|c| &c.name == *n));
+            let first = spec.containers.first().map(|c| &c.name);
+            let Some(name) = named.or(first).cloned() else {
+                return Err(format!("pod {key} has no container"));
+            };
+            let note = (named.is_none() && spec.containers.len() > 1)
+                .then(|| format!("Defaulted container {name:?} out of: {}", listing()));
+            (name, note)
+        }
+    };
+    let path = view
+        .run_dir
+        .join("containers")
+        .join(&name)
+        .join(crate::container::exec::DESCRIPTOR_NAME);
+    match ExecTarget::read(&path) {
+        Ok(t) if t.is_running() => Ok((t, note)),
+        _ => {
+            let state = std::fs::read(view.run_dir.join("status.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .and_then(|shim| {
+                    let (init, app) = super::status::compute_container_statuses(&shim);
+                    init.into_iter()
+                        .chain(app)
+                        .find(|c| c.name == name)
+                        .map(|c| compute_state_text(&c.state))
+                });
+            Err(format!(
+                "cannot exec into container {name:?} of pod {key}: it is not running{}",
+                state.map(|s| format!(" ({s})")).unwrap_or_default()
+            ))
+        }
+    }
+}
+
+/// A container state in a few words: `terminated: Completed, exit code 0`,
+/// `waiting: CrashLoopBackOff`. Pure.
+fn compute_state_text(s: &crate::model::ContainerState) -> String {
+    if let Some(t) = &s.terminated {
+        format!(
+            "terminated: {}, exit code {}",
+            t.reason.as_deref().unwrap_or("Unknown"),
+            t.exit_code
+        )
+    } else if let Some(w) = &s.waiting {
+        format!("waiting: {}", w.reason.as_deref().unwrap_or("Unknown"))
+    } else if s.running.is_some() {
+        // Running by the last status, but no live descriptor: it has just ended, or its
+        // shim is from a podsup without exec.
+        "its status says running but its shim has not published it: it has just ended, or the pod was started by an older podsup (recreate the pod)".into()
+    } else {
+        "not started yet".into()
     }
 }
 
@@ -183,14 +313,7 @@ fn logs_answer(
         namespace: r.namespace.clone(),
         name: r.pod.clone(),
     };
-    let view = {
-        let s = shared.snapshot.lock().unwrap_or_else(|p| p.into_inner());
-        s.pods
-            .iter()
-            .find(|v| v.pod.key() == key && !v.stopping)
-            .cloned()
-    };
-    let Some(view) = view else {
+    let Some(view) = find_view(shared, &key) else {
         return err(out, format!("pod {key} not found"));
     };
     let names: Vec<String> = view

@@ -38,6 +38,7 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use crate::cgroup::{self, Cgroup, Cgroups, Watch};
+use crate::container::exec::{self as exec, ExecTarget};
 use crate::container::{self, ContainerDirs, ImageInfo, Sandbox, Stdio, VolumeSource};
 use crate::logs::{self, LogSettings, LogWriter, Stream};
 use crate::model::{
@@ -167,6 +168,9 @@ struct Ctr {
     standby: Option<Standby>,
     /// Old writable layers renamed away at a start, removed once the new process runs.
     trash: Vec<PathBuf>,
+    /// While it runs: how to start a process inside it (exec probes, hooks), also
+    /// published as its `exec.json` for `podsup exec`.
+    exec: Option<ExecTarget>,
 }
 
 /// A parked process for a container's next start (see [`container::Parked`]) and the read
@@ -176,6 +180,8 @@ struct Standby {
     out_r: OwnedFd,
     err_r: OwnedFd,
     stop_signal: Signal,
+    /// How to enter it once it runs (its pid and start time do not change at `execve`).
+    exec: Option<ExecTarget>,
 }
 
 struct Pump {
@@ -593,6 +599,7 @@ impl Shim {
                 health: probe::Health::new(c),
                 standby: None,
                 trash: Vec::new(),
+                exec: None,
                 dirs: ContainerDirs {
                     rootfs: cdir_run.join("rootfs"),
                     upper: cdir_root.join("upper"),
@@ -929,14 +936,17 @@ impl Shim {
             self.ctrs[i].stop_signal = sb.stop_signal;
             let pid = sb.parked.release().map_err(|e| e.to_string())?;
             self.attach_output(i, sb.out_r, sb.err_r);
+            self.publish_exec(i, sb.exec);
             return Ok(pid);
         }
         let (prepared, out_r, err_r) = self.prepare_ctr(i)?;
         self.read_oom_base(i);
         self.ctrs[i].stop_signal = prepared.stop_signal;
         let pid = container::spawn(&prepared).map_err(|e| e.to_string())?;
+        let target = ExecTarget::new(&prepared, pid).ok();
         drop(prepared);
         self.attach_output(i, out_r, err_r);
+        self.publish_exec(i, target);
         Ok(pid)
     }
 
@@ -1099,6 +1109,7 @@ impl Shim {
         match container::spawn_parked(&prepared) {
             Ok(parked) => {
                 self.ctrs[i].standby = Some(Standby {
+                    exec: ExecTarget::new(&prepared, parked.pid()).ok(),
                     parked,
                     out_r,
                     err_r,
@@ -1114,6 +1125,30 @@ impl Shim {
         if let Some(sb) = self.ctrs[i].standby.take() {
             let _ = nix::sys::signal::kill(sb.parked.pid(), Signal::SIGKILL);
         }
+    }
+
+    /// Keeps (or forgets) how to start processes in container `i` and publishes it as its
+    /// `exec.json` (0600, atomic), or removes that file: `podsup exec` refuses a container
+    /// without one.
+    fn publish_exec(&mut self, i: usize, target: Option<ExecTarget>) {
+        let path = self
+            .spec
+            .run_dir
+            .join("containers")
+            .join(&self.ctrs[i].name)
+            .join(exec::DESCRIPTOR_NAME);
+        let written = match &target {
+            Some(t) => t.write(&path),
+            None => match fs::remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            },
+        };
+        if let Err(e) = written {
+            let name = self.ctrs[i].name.clone();
+            self.say(&format!("container {name:?}: {}: {e}", path.display()));
+        }
+        self.ctrs[i].exec = target;
     }
 
     fn container_spec(&self, i: usize) -> &crate::model::Container {
@@ -1226,6 +1261,7 @@ impl Shim {
             // A reparented orphan, or a parked process given up: reaped and forgotten.
             return;
         };
+        self.publish_exec(i, None);
         let finished_at = SystemTime::now();
         self.drain_ctr(i);
         // OOM: the kernel's counters moved while it ran (v1 counts an OOM of the pod-level

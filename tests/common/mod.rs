@@ -2,6 +2,8 @@
 //! root filesystem built at test time.
 #![allow(dead_code)]
 
+pub mod daemon;
+
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::Command;
