@@ -158,12 +158,11 @@ fn condition(s: &Value, t: &str) -> Value {
         .unwrap_or(Value::Null)
 }
 
-/// Ends `podsup run` with SIGTERM and collects its output.
+/// Ends `podsup run` with SIGTERM (unless it ended on its own) and collects its output.
 fn stop(mut child: Child, limit: Duration) -> (std::process::ExitStatus, String, String) {
-    let _ = std::process::Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
+    if child.try_wait().unwrap().is_none() {
+        let _ = child.kill_with_term();
+    }
     let start = Instant::now();
     while child.try_wait().unwrap().is_none() {
         if start.elapsed() > limit {
@@ -183,6 +182,21 @@ fn stop(mut child: Child, limit: Duration) -> (std::process::ExitStatus, String,
         let _ = e.read_to_string(&mut err);
     }
     (status, out, err)
+}
+
+trait Term {
+    fn kill_with_term(&mut self) -> std::io::Result<()>;
+}
+
+impl Term for Child {
+    /// SIGTERM, by pid (the Ctrl-C path of `podsup run`).
+    fn kill_with_term(&mut self) -> std::io::Result<()> {
+        std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(self.id().to_string())
+            .status()
+            .map(|_| ())
+    }
 }
 
 fn leaks(p: &P) -> Vec<String> {
@@ -680,4 +694,177 @@ fn a_sidecar_startup_probe_gates_the_next_container() {
     assert_eq!(ctr(&s, "side")["started"], true);
     assert_eq!(condition(&s, "Initialized"), "True", "{s:#}");
     stop(child, Duration::from_secs(10));
+}
+
+#[test]
+fn exec_readiness_probe_on_a_file() {
+    let Some(p) = P::new("exec_readiness_probe_on_a_file") else {
+        return;
+    };
+    let yaml = pod(
+        "pr-exec-ready",
+        "Always",
+        "  - name: app\n    image: IMAGE\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; while :; do sleep 0.1; done\"]\n    volumeMounts: [{name: www, mountPath: /www}]\n    readinessProbe:\n      exec: {command: [\"cat\", \"/www/ready\"]}\n      periodSeconds: 1\n      failureThreshold: 1\n",
+    );
+    let child = p.spawn(&yaml);
+    let s = p.wait(Duration::from_secs(10), "a failed exec probe", |s| {
+        !events(s, "Unhealthy").is_empty()
+    });
+    assert_eq!(ctr(&s, "app")["ready"], false);
+    assert_eq!(
+        events(&s, "Unhealthy")[0]["message"],
+        "Readiness probe failed: cat: can't open '/www/ready': No such file or directory"
+    );
+    std::fs::write(p.www.join("ready"), "").unwrap();
+    p.wait(Duration::from_secs(5), "ready", |s| {
+        ctr(s, "app")["ready"] == true
+    });
+    std::fs::remove_file(p.www.join("ready")).unwrap();
+    p.wait(Duration::from_secs(5), "unready", |s| {
+        ctr(s, "app")["ready"] == false
+    });
+    stop(child, Duration::from_secs(10));
+}
+
+/// Zombies whose parent is one of `parents`.
+fn zombies_of(parents: &[i32]) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let st = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let field = |k: &str| {
+            st.lines()
+                .find_map(|l| l.strip_prefix(k))
+                .map(|v| v.trim().to_string())
+                .unwrap_or_default()
+        };
+        let ppid: i32 = field("PPid:").parse().unwrap_or(0);
+        if field("State:").starts_with('Z') && parents.contains(&ppid) {
+            out.push(format!("{pid} {}", field("Name:")));
+        }
+    }
+    out
+}
+
+/// Live processes whose command line is exactly `argv`.
+fn processes_running(argv: &[&str]) -> Vec<i32> {
+    let want = argv.join("\0") + "\0";
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default() == want.as_bytes() {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_hanging_exec_probe_times_out_and_leaves_nothing() {
+    let Some(p) = P::new("a_hanging_exec_probe_times_out_and_leaves_nothing") else {
+        return;
+    };
+    // The probe's shell starts `sleep 100` as its child: both must go at the timeout.
+    let yaml = pod(
+        "pr-hang",
+        "Always",
+        "  - name: app\n    image: IMAGE\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; while :; do sleep 0.1; done\"]\n    livenessProbe:\n      exec: {command: [\"sh\", \"-c\", \"sleep 100; true\"]}\n      periodSeconds: 1\n      timeoutSeconds: 1\n      failureThreshold: 100\n",
+    );
+    let child = p.spawn(&yaml);
+    let s = p.wait(Duration::from_secs(15), "two timeouts", |s| {
+        events(s, "Unhealthy").len() >= 2
+    });
+    assert_eq!(
+        events(&s, "Unhealthy")[0]["message"],
+        "Liveness probe failed: command \"sh -c sleep 100; true\" timed out"
+    );
+    let shim = p.shim_pid();
+    let exec: Value = serde_json::from_str(
+        &std::fs::read_to_string(p.pod_dir().unwrap().join("containers/app/exec.json")).unwrap(),
+    )
+    .unwrap();
+    let init = exec["pid"].as_i64().unwrap() as i32;
+    // Between probes (one is always running: 1 s timeout, 1 s period), at most the current
+    // probe's two processes exist.
+    let start = Instant::now();
+    let mut most = 0;
+    while start.elapsed() < Duration::from_secs(3) {
+        let n = processes_running(&["sleep", "100"]).len();
+        most = most.max(n);
+        let z = zombies_of(&[shim, init]);
+        assert!(z.len() <= 2, "zombies pile up: {z:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(most <= 1, "old probes left sleep 100 behind ({most})");
+    let (_, _, err) = stop(child, Duration::from_secs(10));
+    assert!(err.contains("timed out"), "{err}");
+    assert!(processes_running(&["sleep", "100"]).is_empty());
+}
+
+#[test]
+fn pre_stop_exec_output_is_in_the_log_before_sigterm() {
+    let Some(p) = P::new("pre_stop_exec_output_is_in_the_log_before_sigterm") else {
+        return;
+    };
+    let yaml = pod(
+        "pr-prestop-exec",
+        "Never",
+        "  - name: app\n    image: IMAGE\n    command: [\"sh\", \"-c\", \"trap 'echo got TERM; exit 0' TERM; while :; do sleep 0.1; done\"]\n    lifecycle:\n      preStop:\n        exec: {command: [\"sh\", \"-c\", \"echo bye from preStop > /proc/1/fd/1\"]}\n",
+    );
+    let child = p.spawn(&yaml);
+    p.wait(Duration::from_secs(10), "app running", |s| {
+        ctr(s, "app")["state"]["running"].is_object()
+    });
+    let (st, out, err) = stop(child, Duration::from_secs(10));
+    assert!(st.success(), "{err}");
+    let log = p.log("app", 0);
+    let bye = log.lines().position(|l| l.ends_with("bye from preStop"));
+    let term = log.lines().position(|l| l.ends_with("got TERM"));
+    assert!(
+        bye.is_some() && term.is_some() && bye < term,
+        "preStop output, then SIGTERM:\n{log}\n{out}"
+    );
+}
+
+#[test]
+fn post_start_exec_failure_kills_the_container() {
+    let Some(p) = P::new("post_start_exec_failure_kills_the_container") else {
+        return;
+    };
+    let yaml = pod(
+        "pr-poststart-exec",
+        "OnFailure",
+        "  - name: app\n    image: IMAGE\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; while :; do sleep 0.1; done\"]\n    lifecycle:\n      postStart:\n        exec: {command: [\"sh\", \"-c\", \"echo no way; exit 3\"]}\n",
+    );
+    let child = p.spawn(&yaml);
+    let s = p.wait(Duration::from_secs(10), "the hook failure", |s| {
+        !events(s, "FailedPostStartHook").is_empty() && !events(s, "Killing").is_empty()
+    });
+    let msg = events(&s, "FailedPostStartHook")[0]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        msg.starts_with("Exec lifecycle hook ([sh -c echo no way; exit 3]) for Container \"app\" in Pod \"pr-poststart-exec_default(")
+            && msg.ends_with("failed - error: command 'sh -c echo no way; exit 3' exited with 3: , message: \"no way\\n\""),
+        "{msg}"
+    );
+    // It exits 0 on SIGTERM: under OnFailure a postStart failure is an ordinary exit, no
+    // restart (the kubelet decides by the exit as usual).
+    let s = p.wait(Duration::from_secs(10), "app terminated", |s| {
+        ctr(s, "app")["state"]["terminated"].is_object()
+    });
+    assert_eq!(ctr(&s, "app")["restartCount"], 0, "{s:#}");
+    let mut child = child;
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The pod succeeded: podsup run ended on its own.
+    let (st, _, err) = stop(child, Duration::from_secs(1));
+    assert!(st.success(), "{err}");
 }

@@ -19,6 +19,7 @@ use super::Shim;
 use super::check::{self, Check, Outcome, Purpose};
 use super::probe::{self, Effect, KillCause, ProbeKind};
 use super::state::Phase;
+use crate::container::exec::{ExecStdio, spawn_in};
 use crate::model::{
     ContainerState, ContainerStatus, LifecycleHandler, SHIM_EVENTS_LEN, ShimEvent, Time,
     reason as reasons,
@@ -515,7 +516,15 @@ impl Shim {
     /// Runs `argv` inside container `i` as a direct child of the shim, in its own process
     /// group, output on a pipe.
     fn spawn_exec(&mut self, i: usize, argv: &[String]) -> Result<(Pid, OwnedFd), String> {
-        let _ = (i, argv);
-        Err("exec probes and hooks are not supported yet".into())
+        let Some(target) = &self.ctrs[i].exec else {
+            return Err(format!("container {:?} is not running", self.ctrs[i].name));
+        };
+        // stdout and stderr on one pipe: the kubelet reports the combined output.
+        let (r, w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+        let w2 = w.try_clone().map_err(|e| format!("dup: {e}"))?;
+        let stdio = ExecStdio::null_stdin(w, w2).map_err(|e| format!("open /dev/null: {e}"))?;
+        let pid = spawn_in(target, argv, stdio).map_err(|e| e.to_string())?;
+        Ok((pid, r))
     }
 }
