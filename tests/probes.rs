@@ -868,3 +868,97 @@ fn post_start_exec_failure_kills_the_container() {
     let (st, _, err) = stop(child, Duration::from_secs(1));
     assert!(st.success(), "{err}");
 }
+
+/// The READY column of `podsup status` for `pod`.
+fn ready_column(t: &common::daemon::DaemonTest, pod: &str) -> String {
+    let out = t.cli(&["status"]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(pod))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+fn daemon_shows_ready_and_unhealthy_events() {
+    let Some(t) = common::daemon::DaemonTest::new("daemon_shows_ready_and_unhealthy_events") else {
+        return;
+    };
+    let www = t.tmp().join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("alive"), "").unwrap();
+    let yaml = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: pr-daemon\nspec:\n  terminationGracePeriodSeconds: 2\n  volumes:\n  - name: www\n    hostPath: {{path: {}, type: Directory}}\n  containers:\n{}",
+        www.display(),
+        httpd(
+            "web",
+            8088,
+            "    readinessProbe:\n      httpGet: {path: /ready, port: 8088}\n      periodSeconds: 1\n      failureThreshold: 1\n    livenessProbe:\n      httpGet: {path: /alive, port: 8088}\n      periodSeconds: 1\n      failureThreshold: 2\n",
+        )
+    );
+    t.write("pod.yaml", &yaml);
+    t.wait_running("pr-daemon");
+    let wait_ready = |want: &str| {
+        let start = Instant::now();
+        loop {
+            let got = ready_column(&t, "pr-daemon");
+            if got == want {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(15),
+                "READY stays {got:?}, want {want:?}\n{}",
+                t.daemon_log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_ready("0/1");
+    std::fs::write(www.join("ready"), "").unwrap();
+    wait_ready("1/1");
+    std::fs::remove_file(www.join("ready")).unwrap();
+    wait_ready("0/1");
+    std::fs::remove_file(www.join("alive")).unwrap();
+    t.wait_until("a restart", |s| {
+        common::daemon::find(s, "pr-daemon").is_some()
+            && common::daemon::restarts(s, "pr-daemon", "web") >= 1
+    });
+    // Healthy again (the new container's liveness needs 2 failures in a row to kill).
+    std::fs::write(www.join("alive"), "").unwrap();
+    let out = t.cli(&["events", "-o", "json"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let evs: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|e: &Value| e["object"] == "default/pr-daemon")
+        .collect();
+    let has = |reason: &str, msg: &str| {
+        evs.iter()
+            .any(|e| e["reason"] == reason && e["message"] == msg)
+    };
+    assert!(
+        has(
+            "Unhealthy",
+            "container web: Readiness probe failed: HTTP probe failed with statuscode: 404"
+        ),
+        "{text}"
+    );
+    assert!(
+        has(
+            "Unhealthy",
+            "container web: Liveness probe failed: HTTP probe failed with statuscode: 404"
+        ),
+        "{text}"
+    );
+    assert!(
+        has(
+            "Killing",
+            "container web: Container web failed liveness probe, will be restarted"
+        ),
+        "{text}"
+    );
+    // Each shim event is reported once.
+    let kills = evs.iter().filter(|e| e["reason"] == "Killing").count();
+    assert_eq!(kills, 1, "{text}");
+}
