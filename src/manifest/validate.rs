@@ -1216,6 +1216,25 @@ mod tests {
     }
 
     #[test]
+    fn probe_zeros_are_kubernetes_defaults() {
+        let yaml = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: c\n    image: i\n    livenessProbe: {tcpSocket: {port: 80}, successThreshold: 0, periodSeconds: 0, timeoutSeconds: 0, failureThreshold: 0}\n";
+        // successThreshold 0 is defaulted to 1 before the "must be 1" rule, as in Kubernetes.
+        let pod = crate::manifest::load_bytes("p.yaml", yaml.as_bytes())
+            .unwrap()
+            .remove(0);
+        let p = pod.spec.containers[0].liveness_probe.as_ref().unwrap();
+        assert_eq!(
+            (
+                p.success_threshold,
+                p.period_seconds,
+                p.timeout_seconds,
+                p.failure_threshold
+            ),
+            (Some(1), Some(10), Some(1), Some(3))
+        );
+    }
+
+    #[test]
     fn image_tags() {
         assert_eq!(image_tag("busybox"), None);
         assert_eq!(image_tag("busybox:1.36"), Some("1.36"));
