@@ -962,3 +962,33 @@ fn daemon_shows_ready_and_unhealthy_events() {
     let kills = evs.iter().filter(|e| e["reason"] == "Killing").count();
     assert_eq!(kills, 1, "{text}");
 }
+
+#[test]
+fn a_failed_startup_probe_kills_and_never_means_no_restart() {
+    let Some(p) = P::new("a_failed_startup_probe_kills_and_never_means_no_restart") else {
+        return;
+    };
+    // Nothing listens on 8089; the container would run forever. restartPolicy Never: killed
+    // once, not restarted; the pod fails.
+    let yaml = pod(
+        "pr-startup-fail",
+        "Never",
+        "  - name: app\n    image: IMAGE\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; while :; do sleep 0.1; done\"]\n    startupProbe:\n      tcpSocket: {port: 8089}\n      periodSeconds: 1\n      failureThreshold: 2\n",
+    );
+    let child = p.spawn(&yaml);
+    let s = p.wait(Duration::from_secs(10), "app terminated", |s| {
+        ctr(s, "app")["state"]["terminated"].is_object()
+    });
+    assert_eq!(
+        events(&s, "Killing")[0]["message"],
+        "Container app failed startup probe"
+    );
+    assert_eq!(events(&s, "Unhealthy").len(), 2, "{s:#}");
+    assert_eq!(ctr(&s, "app")["restartCount"], 0);
+    assert_eq!(ctr(&s, "app")["started"], false);
+    let (_, _, err) = stop(child, Duration::from_secs(10));
+    assert!(
+        err.contains("Startup probe failed: dial tcp 127.0.0.1:8089: connect: connection refused"),
+        "{err}"
+    );
+}
