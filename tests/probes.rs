@@ -992,3 +992,33 @@ fn a_failed_startup_probe_kills_and_never_means_no_restart() {
         "{err}"
     );
 }
+
+#[test]
+fn pre_stop_runs_when_the_daemon_restarts_a_container() {
+    let Some(t) =
+        common::daemon::DaemonTest::new("pre_stop_runs_when_the_daemon_restarts_a_container")
+    else {
+        return;
+    };
+    let yaml = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: pr-restart\nspec:\n  terminationGracePeriodSeconds: 3\n  containers:\n  - name: app\n    image: IMAGE\n    command: [\"sh\", \"-c\", \"trap 'echo got TERM; exit 0' TERM; echo up; while :; do sleep 0.1; done\"]\n    lifecycle:\n      preStop:\n        exec: {command: [\"sh\", \"-c\", \"echo bye from preStop > /proc/1/fd/1\"]}\n";
+    t.write("pod.yaml", &yaml.replace("IMAGE", &t.image));
+    t.wait_running("pr-restart");
+    let out = t.cli(&["restart", "pr-restart"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    t.wait_until("a restart", |s| {
+        common::daemon::restarts(s, "pr-restart", "app") == 1
+    });
+    let out = t.cli(&["logs", "pr-restart", "--previous"]);
+    let log = String::from_utf8_lossy(&out.stdout);
+    let bye = log.lines().position(|l| l == "bye from preStop");
+    let term = log.lines().position(|l| l == "got TERM");
+    assert!(
+        bye.is_some() && term.is_some() && bye < term,
+        "preStop, then SIGTERM:\n{log}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
