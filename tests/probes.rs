@@ -302,16 +302,20 @@ fn liveness_failure_restarts_with_unhealthy() {
     p.wait(Duration::from_secs(10), "web running", |s| {
         ctr(s, "web")["state"]["running"].is_object()
     });
-    // Probes pass for a while: no restart, no event.
+    // Probes pass for a while: no restart. (A first probe that came before httpd listened
+    // may have failed once.)
     std::thread::sleep(Duration::from_millis(2500));
     let s = p.status().unwrap();
     assert_eq!(ctr(&s, "web")["restartCount"], 0, "{s:#}");
-    assert!(events(&s, "Unhealthy").is_empty(), "{s:#}");
+    assert!(events(&s, "Killing").is_empty(), "{s:#}");
     std::fs::remove_file(p.www.join("healthz")).unwrap();
     let s = p.wait(Duration::from_secs(15), "a restart", |s| {
         ctr(s, "web")["restartCount"] == 1
     });
-    let unhealthy = events(&s, "Unhealthy");
+    let unhealthy: Vec<&Value> = events(&s, "Unhealthy")
+        .into_iter()
+        .filter(|e| e["message"].as_str().unwrap().contains("statuscode"))
+        .collect();
     assert!(unhealthy.len() >= 2, "{s:#}");
     assert_eq!(
         unhealthy[0]["message"],
@@ -640,6 +644,7 @@ fn the_shim_wakes_only_for_its_probes() {
     });
     std::thread::sleep(Duration::from_millis(500));
     let shim = p.shim_pid();
+    let failures = events(&p.status().unwrap(), "Unhealthy").len();
     let before = voluntary_switches(shim);
     std::thread::sleep(Duration::from_secs(4));
     let probing = voluntary_switches(shim) - before;
@@ -647,8 +652,9 @@ fn the_shim_wakes_only_for_its_probes() {
         (3..=20).contains(&probing),
         "4 probes in 4 s should cost a few wake-ups each, got {probing}"
     );
+    // (The first probe may have come before httpd listened; none failed meanwhile.)
     let s = p.status().unwrap();
-    assert!(events(&s, "Unhealthy").is_empty(), "{s:#}");
+    assert_eq!(events(&s, "Unhealthy").len(), failures, "{s:#}");
     stop(child, Duration::from_secs(10));
 }
 
@@ -838,7 +844,7 @@ fn post_start_exec_failure_kills_the_container() {
     let yaml = pod(
         "pr-poststart-exec",
         "OnFailure",
-        "  - name: app\n    image: IMAGE\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; while :; do sleep 0.1; done\"]\n    lifecycle:\n      postStart:\n        exec: {command: [\"sh\", \"-c\", \"echo no way; exit 3\"]}\n",
+        "  - name: app\n    image: IMAGE\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; while :; do sleep 0.1; done\"]\n    lifecycle:\n      postStart:\n        exec: {command: [\"sh\", \"-c\", \"echo no way; exit 3\"]}\n  - name: keep\n    image: IMAGE\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; while :; do sleep 0.1; done\"]\n",
     );
     let child = p.spawn(&yaml);
     let s = p.wait(Duration::from_secs(10), "the hook failure", |s| {
@@ -859,14 +865,10 @@ fn post_start_exec_failure_kills_the_container() {
         ctr(s, "app")["state"]["terminated"].is_object()
     });
     assert_eq!(ctr(&s, "app")["restartCount"], 0, "{s:#}");
-    let mut child = child;
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() && start.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    // The pod succeeded: podsup run ended on its own.
-    let (st, _, err) = stop(child, Duration::from_secs(1));
-    assert!(st.success(), "{err}");
+    std::thread::sleep(Duration::from_millis(500));
+    let s = p.status().unwrap();
+    assert!(ctr(&s, "app")["state"]["terminated"].is_object(), "{s:#}");
+    stop(child, Duration::from_secs(10));
 }
 
 /// The READY column of `podsup status` for `pod`.
@@ -894,7 +896,7 @@ fn daemon_shows_ready_and_unhealthy_events() {
         httpd(
             "web",
             8088,
-            "    readinessProbe:\n      httpGet: {path: /ready, port: 8088}\n      periodSeconds: 1\n      failureThreshold: 1\n    livenessProbe:\n      httpGet: {path: /alive, port: 8088}\n      periodSeconds: 1\n      failureThreshold: 2\n",
+            "    readinessProbe:\n      httpGet: {path: /ready, port: 8088}\n      periodSeconds: 1\n      failureThreshold: 1\n    livenessProbe:\n      httpGet: {path: /alive, port: 8088}\n      initialDelaySeconds: 1\n      periodSeconds: 1\n      failureThreshold: 2\n",
         )
     );
     t.write("pod.yaml", &yaml);
@@ -969,11 +971,11 @@ fn a_failed_startup_probe_kills_and_never_means_no_restart() {
         return;
     };
     // Nothing listens on 8089; the container would run forever. restartPolicy Never: killed
-    // once, not restarted; the pod fails.
+    // once, not restarted. (`keep` keeps the pod, and its status, there.)
     let yaml = pod(
         "pr-startup-fail",
         "Never",
-        "  - name: app\n    image: IMAGE\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; while :; do sleep 0.1; done\"]\n    startupProbe:\n      tcpSocket: {port: 8089}\n      periodSeconds: 1\n      failureThreshold: 2\n",
+        "  - name: app\n    image: IMAGE\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; while :; do sleep 0.1; done\"]\n    startupProbe:\n      tcpSocket: {port: 8089}\n      periodSeconds: 1\n      failureThreshold: 2\n  - name: keep\n    image: IMAGE\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; while :; do sleep 0.1; done\"]\n",
     );
     let child = p.spawn(&yaml);
     let s = p.wait(Duration::from_secs(10), "app terminated", |s| {
