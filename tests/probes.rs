@@ -710,16 +710,38 @@ fn exec_readiness_probe_on_a_file() {
     let yaml = pod(
         "pr-exec-ready",
         "Always",
-        "  - name: app\n    image: IMAGE\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; while :; do sleep 0.1; done\"]\n    volumeMounts: [{name: www, mountPath: /www}]\n    readinessProbe:\n      exec: {command: [\"cat\", \"/www/ready\"]}\n      periodSeconds: 1\n      failureThreshold: 1\n",
+        "  - name: app\n    image: IMAGE\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; while :; do sleep 0.1; done\"]\n    volumeMounts: [{name: www, mountPath: /www}]\n    readinessProbe:\n      exec: {command: [\"cat\", \"/www/ready\"]}\n      periodSeconds: 1\n      failureThreshold: 1\n  - name: nocmd\n    image: IMAGE\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; while :; do sleep 0.1; done\"]\n    readinessProbe:\n      exec: {command: [\"no-such-probe\"]}\n      periodSeconds: 1\n",
     );
     let child = p.spawn(&yaml);
     let s = p.wait(Duration::from_secs(10), "a failed exec probe", |s| {
-        !events(s, "Unhealthy").is_empty()
+        events(s, "Unhealthy")
+            .iter()
+            .any(|e| e["container"] == "app")
     });
     assert_eq!(ctr(&s, "app")["ready"], false);
+    let msg = |c: &str| {
+        events(&s, "Unhealthy")
+            .iter()
+            .find(|e| e["container"] == c)
+            .map(|e| e["message"].as_str().unwrap().to_string())
+    };
     assert_eq!(
-        events(&s, "Unhealthy")[0]["message"],
-        "Readiness probe failed: cat: can't open '/www/ready': No such file or directory"
+        msg("app").as_deref(),
+        Some("Readiness probe failed: cat: can't open '/www/ready': No such file or directory")
+    );
+    let s = p.wait(Duration::from_secs(10), "nocmd's probe", |s| {
+        events(s, "Unhealthy")
+            .iter()
+            .any(|e| e["container"] == "nocmd")
+    });
+    let nocmd = events(&s, "Unhealthy")
+        .iter()
+        .find(|e| e["container"] == "nocmd")
+        .map(|e| e["message"].as_str().unwrap().to_string())
+        .unwrap();
+    assert!(
+        nocmd.starts_with("Readiness probe errored: ") && nocmd.contains("no-such-probe"),
+        "{nocmd}"
     );
     std::fs::write(p.www.join("ready"), "").unwrap();
     p.wait(Duration::from_secs(5), "ready", |s| {

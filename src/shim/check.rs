@@ -26,6 +26,9 @@ pub const MAX_OUTPUT: usize = 10 * 1024;
 pub enum Outcome {
     Success(String),
     Failure(String),
+    /// The check could not run at all (the kubelet's "probe errored": a process that could
+    /// not be started in the container); counts as a failure.
+    Error(String),
 }
 
 /// What the check is for.

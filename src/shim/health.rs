@@ -114,7 +114,7 @@ impl Shim {
             None => true,
             Some(o) => {
                 let c = self.checks.remove(last);
-                if let Outcome::Failure(out) = o {
+                if let Outcome::Failure(out) | Outcome::Error(out) = o {
                     let msg = self.hook_failure_text(i, Purpose::PreStop, &c, &out);
                     self.shim_event(i, true, reasons::FAILED_PRE_STOP_HOOK, &msg);
                 }
@@ -238,7 +238,7 @@ impl Shim {
                 Purpose::Probe(kind) => self.probe_done(c.ctr, kind, o),
                 Purpose::PostStart | Purpose::PreStop => {
                     let o = match o {
-                        Outcome::Failure(out) => {
+                        Outcome::Failure(out) | Outcome::Error(out) => {
                             Outcome::Failure(self.hook_failure_text(c.ctr, c.purpose, &c, &out))
                         }
                         ok => ok,
@@ -295,16 +295,24 @@ impl Shim {
 
     fn probe_done(&mut self, i: usize, kind: ProbeKind, o: Outcome) {
         let ok = matches!(o, Outcome::Success(_));
-        if let Outcome::Failure(text) = &o
+        let failure = match &o {
+            Outcome::Success(_) => None,
+            Outcome::Failure(text) => Some(format!(
+                "{} probe failed: {}",
+                kind.title(),
+                text.trim_end()
+            )),
+            Outcome::Error(text) => Some(format!(
+                "{} probe errored: {}",
+                kind.title(),
+                text.trim_end()
+            )),
+        };
+        if let Some(msg) = failure
             && self.ctrs[i].phase == Phase::Running
             && !self.ctrs[i].stop_sent
         {
-            self.shim_event(
-                i,
-                true,
-                reasons::UNHEALTHY,
-                &format!("{} probe failed: {}", kind.title(), text.trim_end()),
-            );
+            self.shim_event(i, true, reasons::UNHEALTHY, &msg);
         }
         match self.ctrs[i].health.on_result(kind, ok, Instant::now()) {
             Some(Effect::Changed) => self.write_status(),
@@ -322,7 +330,7 @@ impl Shim {
                 self.ctrs[i].health.post_start_done(Instant::now());
                 self.write_status();
             }
-            Outcome::Failure(msg) => {
+            Outcome::Failure(msg) | Outcome::Error(msg) => {
                 self.shim_event(i, true, reasons::FAILED_POST_START_HOOK, &msg);
                 self.ctrs[i].health.post_start_pending = false;
                 self.kill_unhealthy(i, KillCause::PostStartHook);
@@ -331,7 +339,7 @@ impl Shim {
     }
 
     fn pre_stop_done(&mut self, i: usize, o: Outcome) {
-        if let Outcome::Failure(msg) = o {
+        if let Outcome::Failure(msg) | Outcome::Error(msg) = o {
             self.shim_event(i, true, reasons::FAILED_PRE_STOP_HOOK, &msg);
         }
         if self.ctrs[i].phase != Phase::Running {
@@ -429,7 +437,7 @@ impl Shim {
         } else if let Some(e) = &p.exec {
             match self.spawn_exec(i, &e.command) {
                 Ok((pid, out)) => Check::exec(i, purpose, pid, out, &e.command, Some(deadline)),
-                Err(e) => Check::done(i, purpose, Outcome::Failure(e)),
+                Err(e) => Check::done(i, purpose, Outcome::Error(e)),
             }
         } else {
             Check::done(
