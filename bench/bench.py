@@ -256,7 +256,10 @@ class Podsup:
     def helpers(self):
         shims = [int(p) for p in os.listdir("/proc") if p.isdigit() and ppid(int(p)) == self.daemon.pid
                  and cmdline(int(p))[1:2] == [b"shim"]]
-        return [self.daemon.pid] + shims
+        # Each restartable container's parked next process: a fork of its shim (same argv).
+        parked = [int(p) for p in os.listdir("/proc") if p.isdigit() and ppid(int(p)) in shims
+                  and cmdline(int(p))[1:2] == [b"shim"]]
+        return [self.daemon.pid] + shims + parked
 
     def status(self):
         out = subprocess.run([self.bin, "status", "-o", "json"] + self.flags, capture_output=True, text=True, check=True)

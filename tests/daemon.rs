@@ -182,6 +182,52 @@ spec:
     assert_eq!(cs["lastState"]["terminated"]["exitCode"], 3, "{cs}");
 }
 
+/// The daemon's back-off flags reach its pods: with `--backoff-initial 0` a crash loop
+/// restarts at once every time (the default curve would wait 10 s before the second).
+#[test]
+fn daemon_back_off_flags_reach_the_pods() {
+    let Some(t) = DaemonTest::with_flags(
+        "daemon_back_off_flags_reach_the_pods",
+        &["--backoff-initial", "0", "--backoff-max", "1s"],
+    ) else {
+        return;
+    };
+    t.write(
+        "fast.yaml",
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: d-fast
+spec:
+  containers:
+  - name: crash
+    image: IMAGE
+    command: ["sh", "-c", "sleep 0.1; exit 3"]
+"#,
+    );
+    let start = std::time::Instant::now();
+    t.wait_until("three restarts", |s| {
+        find(s, "d-fast").is_some_and(|_| restarts(s, "d-fast", "crash") >= 3)
+    });
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(8),
+        "{:?}",
+        start.elapsed()
+    );
+    // A daemon cannot do without cgroups: refused in one line.
+    let out = podsup()
+        .arg("daemon")
+        .args(t.flags())
+        .arg("--no-cgroups")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--no-cgroups"),
+        "{out:?}"
+    );
+}
+
 #[test]
 fn invalid_edit_keeps_the_pod_and_the_fix_applies() {
     let Some(t) = DaemonTest::new("invalid_edit_keeps_the_pod_and_the_fix_applies") else {
@@ -571,6 +617,7 @@ fn ready_is_sent_to_systemd_after_the_first_reconcile() {
         daemon: None,
         cgroup_parent: common::unique_cgroup_parent(),
         log_no: 1,
+        extra: Vec::new(),
     };
     let log = std::fs::File::create(t.tmp().join("daemon1.log")).unwrap();
     t.daemon = Some(

@@ -12,9 +12,9 @@ pub struct Args {
     #[command(flatten)]
     pub paths: Paths,
 
-    /// The cgroup under each hierarchy's root that holds the pods' groups
-    #[arg(long, value_name = "NAME", default_value = "podsup")]
-    pub cgroup_parent: String,
+    /// Settings every pod's supervisor gets (back-off, cgroup parent, pids limit, …)
+    #[command(flatten)]
+    pub supervisor: super::SupervisorArgs,
 }
 
 pub fn run(args: Args) -> CliResult {
@@ -23,13 +23,27 @@ pub fn run(args: Args) -> CliResult {
             "podsup daemon needs root (its pods get namespaces, mounts and cgroups)".into(),
         ));
     }
+    if args.supervisor.no_cgroups {
+        return Err(Failure::User(
+            "podsup daemon: --no-cgroups is for `podsup run`; the daemon needs cgroups to clean up what a dead pod leaves".into(),
+        ));
+    }
+    let mut settings = crate::shim::ShimSettings::default();
+    args.supervisor
+        .apply(&mut settings)
+        .map_err(|e| Failure::User(format!("podsup daemon: {e}")))?;
+    let cgroup_parent = settings
+        .cgroup_parent
+        .clone()
+        .unwrap_or_else(|| crate::cgroup::Config::default().parent);
     let abs = |p: &std::path::Path| std::path::absolute(p).context("resolve path");
     let cfg = crate::daemon::Config {
         manifests: abs(&args.paths.manifests)?,
         root: abs(&args.paths.root)?,
         run: abs(&args.paths.run)?,
         log_dir: abs(&args.paths.log_dir)?,
-        cgroup_parent: args.cgroup_parent,
+        cgroup_parent,
+        settings,
     };
     if !cfg.manifests.is_dir() {
         return Err(Failure::User(format!(

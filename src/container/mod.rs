@@ -1086,6 +1086,29 @@ fn read_sync(rd: OwnedFd, buf: &mut Vec<u8>) -> std::io::Result<()> {
 /// The caller must be single-threaded (the shim) and put the returned pid in its table
 /// before polling again. On a reported failure, the child has been reaped already.
 pub fn spawn(p: &Prepared) -> Result<Pid, SpawnError> {
+    spawn_begin(p)?.wait()
+}
+
+/// A forked container process on its way to `execve` (see [`spawn_begin`]).
+pub struct Spawning {
+    pid: Pid,
+    sync: OwnedFd,
+}
+
+impl Spawning {
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// Returns once the process has exec'd (or failed and was reaped).
+    pub fn wait(self) -> Result<Pid, SpawnError> {
+        wait_exec(self.pid, self.sync)
+    }
+}
+
+/// Forks `p`'s process without waiting for its `execve`, so that several containers set up
+/// in parallel (their cgroup moves then share one RCU grace period).
+pub fn spawn_begin(p: &Prepared) -> Result<Spawning, SpawnError> {
     let (rd, wr) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(SpawnError::Pipe)?;
     match sys::clone_fork(clone_flags(p)).map_err(SpawnError::Clone)? {
         sys::Forked::Child => {
@@ -1094,7 +1117,7 @@ pub fn spawn(p: &Prepared) -> Result<Pid, SpawnError> {
         }
         sys::Forked::Parent(pid) => {
             drop(wr);
-            wait_exec(pid, rd)
+            Ok(Spawning { pid, sync: rd })
         }
     }
 }
@@ -1146,6 +1169,11 @@ impl Parked {
 
     /// Lets the process set up its root and exec; returns when it has (or failed).
     pub fn release(self) -> Result<Pid, SpawnError> {
+        self.release_begin()?.wait()
+    }
+
+    /// Lets the process go on without waiting for its `execve`.
+    pub fn release_begin(self) -> Result<Spawning, SpawnError> {
         match nix::unistd::write(&self.go, b"g") {
             Ok(_) => {}
             Err(e) => {
@@ -1156,7 +1184,10 @@ impl Parked {
             }
         }
         drop(self.go);
-        wait_exec(self.pid, self.sync)
+        Ok(Spawning {
+            pid: self.pid,
+            sync: self.sync,
+        })
     }
 }
 

@@ -51,6 +51,8 @@ pub struct Config {
     pub run: PathBuf,
     pub log_dir: PathBuf,
     pub cgroup_parent: String,
+    /// What each shim gets (back-off, pids limit, prefork); `cgroup_parent` wins over its own.
+    pub settings: crate::shim::ShimSettings,
 }
 
 /// The daemon will not run as asked (unsafe directory, another daemon on the socket): the
@@ -922,7 +924,7 @@ impl Daemon {
                 log_dir: Some(self.cfg.log_dir.clone()),
                 settings: crate::shim::ShimSettings {
                     cgroup_parent: Some(self.cfg.cgroup_parent.clone()),
-                    ..Default::default()
+                    ..self.cfg.settings.clone()
                 },
             };
             let spec_path = ShimSpec::spec_path(&run_dir);

@@ -184,6 +184,15 @@ struct Standby {
     exec: Option<ExecTarget>,
 }
 
+/// A start between fork and exec.
+struct Pending {
+    spawning: container::Spawning,
+    /// Read ends of the container's stdout and stderr.
+    out: (OwnedFd, OwnedFd),
+    target: Option<ExecTarget>,
+    started_at: SystemTime,
+}
+
 struct Pump {
     ctr: usize,
     fd: OwnedFd,
@@ -715,13 +724,11 @@ impl Shim {
                 self.write_status();
                 return Ok(code);
             }
-            let mut started = false;
-            for i in plan.start {
-                self.start(i);
-                self.health_after_start(i);
-                started = true;
-            }
-            if started {
+            if !plan.start.is_empty() {
+                self.start_all(&plan.start);
+                for &i in &plan.start {
+                    self.health_after_start(i);
+                }
                 // A start may have failed at once: decide again before sleeping.
                 continue;
             }
@@ -890,7 +897,9 @@ impl Shim {
         self.signal_ctr(i, Signal::SIGKILL);
     }
 
-    fn start(&mut self, i: usize) {
+    /// Begins container `i`'s start: forked (or a parked process released), not yet exec'd.
+    /// A start that fails here is recorded (StartError) and gives `None`.
+    fn start_begin(&mut self, i: usize) -> Option<Pending> {
         let c = &mut self.ctrs[i];
         if c.attempted {
             c.restart_count += 1;
@@ -899,55 +908,92 @@ impl Shim {
         c.next_restart_at = None;
         c.oom_seen = false;
         let started_at = SystemTime::now();
-        match self.try_start(i) {
+        match self.try_begin(i) {
+            Ok((spawning, out, target)) => Some(Pending {
+                spawning,
+                out,
+                target,
+                started_at,
+            }),
+            Err(msg) => {
+                self.start_failed(i, msg, started_at);
+                None
+            }
+        }
+    }
+
+    /// Completes a start once the process has exec'd.
+    fn start_done(&mut self, i: usize, p: Pending) {
+        match p.spawning.wait() {
             Ok(pid) => {
+                self.attach_output(i, p.out.0, p.out.1);
+                self.publish_exec(i, p.target);
                 let c = &mut self.ctrs[i];
                 c.pid = Some(pid);
                 c.phase = Phase::Running;
                 c.stop_sent = false;
                 c.started_once = true;
-                c.started_at = Some(started_at);
-                self.write_status();
+                c.started_at = Some(p.started_at);
+            }
+            Err(e) => self.start_failed(i, e.to_string(), p.started_at),
+        }
+    }
+
+    fn start_failed(&mut self, i: usize, msg: String, started_at: SystemTime) {
+        let name = self.ctrs[i].name.clone();
+        self.say(&format!("container {name:?}: {msg}"));
+        let now = SystemTime::now();
+        let term = ContainerStateTerminated {
+            exit_code: 128,
+            reason: Some(reasons::START_ERROR.into()),
+            message: Some(msg),
+            started_at: Some(Time::from_system(started_at)),
+            finished_at: Some(Time::from_system(now)),
+            ..Default::default()
+        };
+        self.finish(i, term, Instant::now());
+    }
+
+    /// Starts the containers `which` in parallel: all forked first, then each waited for
+    /// until it exec'd; then each running one gets its parked next process.
+    fn start_all(&mut self, which: &[usize]) {
+        let pending: Vec<(usize, Pending)> = which
+            .iter()
+            .filter_map(|&i| self.start_begin(i).map(|p| (i, p)))
+            .collect();
+        for (i, p) in pending {
+            self.start_done(i, p);
+        }
+        self.write_status();
+        for &i in which {
+            if self.ctrs[i].phase == Phase::Running {
                 self.park_next(i);
                 self.empty_trash(i);
             }
-            Err(msg) => {
-                let name = self.ctrs[i].name.clone();
-                self.say(&format!("container {name:?}: {msg}"));
-                let now = SystemTime::now();
-                let term = ContainerStateTerminated {
-                    exit_code: 128,
-                    reason: Some(reasons::START_ERROR.into()),
-                    message: Some(msg),
-                    started_at: Some(Time::from_system(started_at)),
-                    finished_at: Some(Time::from_system(now)),
-                    ..Default::default()
-                };
-                self.finish(i, term, Instant::now());
-            }
         }
-        self.write_status();
     }
 
-    fn try_start(&mut self, i: usize) -> std::result::Result<Pid, String> {
+    #[allow(clippy::type_complexity)]
+    fn try_begin(
+        &mut self,
+        i: usize,
+    ) -> std::result::Result<(container::Spawning, (OwnedFd, OwnedFd), Option<ExecTarget>), String>
+    {
         self.fresh_layer(i)?;
         if let Some(sb) = self.ctrs[i].standby.take() {
             self.read_oom_base(i);
             self.ctrs[i].stop_signal = sb.stop_signal;
-            let pid = sb.parked.release().map_err(|e| e.to_string())?;
-            self.attach_output(i, sb.out_r, sb.err_r);
-            self.publish_exec(i, sb.exec);
-            return Ok(pid);
+            let spawning = sb.parked.release_begin().map_err(|e| e.to_string())?;
+            return Ok((spawning, (sb.out_r, sb.err_r), sb.exec));
         }
         let (prepared, out_r, err_r) = self.prepare_ctr(i)?;
         self.read_oom_base(i);
         self.ctrs[i].stop_signal = prepared.stop_signal;
-        let pid = container::spawn(&prepared).map_err(|e| e.to_string())?;
-        let target = ExecTarget::new(&prepared, pid).ok();
+        let spawning = container::spawn_begin(&prepared).map_err(|e| e.to_string())?;
+        let target = ExecTarget::new(&prepared, spawning.pid()).ok();
+        // Closes the parent's copies of the pipes' write ends (and the bind sources).
         drop(prepared);
-        self.attach_output(i, out_r, err_r);
-        self.publish_exec(i, target);
-        Ok(pid)
+        Ok((spawning, (out_r, err_r), target))
     }
 
     /// A (re)started container gets a fresh writable layer, as in Kubernetes. The old one is

@@ -17,10 +17,17 @@ pub struct DaemonTest {
     pub daemon: Option<Child>,
     pub cgroup_parent: String,
     pub log_no: u32,
+    /// More `podsup daemon` flags.
+    pub extra: Vec<String>,
 }
 
 impl DaemonTest {
     pub fn new(test: &str) -> Option<DaemonTest> {
+        DaemonTest::with_flags(test, &[])
+    }
+
+    /// A daemon started with `extra` flags as well.
+    pub fn with_flags(test: &str, extra: &[&str]) -> Option<DaemonTest> {
         if !require_root(test) {
             return None;
         }
@@ -33,6 +40,7 @@ impl DaemonTest {
             daemon: None,
             cgroup_parent,
             log_no: 0,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         t.start_daemon();
         Some(t)
@@ -54,6 +62,7 @@ impl DaemonTest {
             .arg("daemon")
             .args(self.flags())
             .args(["--cgroup-parent", &self.cgroup_parent, "-v"])
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
