@@ -726,9 +726,6 @@ impl Shim {
             }
             if !plan.start.is_empty() {
                 self.start_all(&plan.start);
-                for &i in &plan.start {
-                    self.health_after_start(i);
-                }
                 // A start may have failed at once: decide again before sleeping.
                 continue;
             }
@@ -963,6 +960,8 @@ impl Shim {
             .collect();
         for (i, p) in pending {
             self.start_done(i, p);
+            // Its postStart hook or probes begin (health.rs), before the status says it runs.
+            self.health_after_start(i);
         }
         self.write_status();
         for &i in which {
