@@ -1151,6 +1151,10 @@ impl Shim {
                 return;
             }
         };
+        // Give freed heap back to the kernel first: what the fork shares is then only what
+        // is in use, and the pages the shim writes later are not copied for a process that
+        // never reads them.
+        crate::sys::trim_heap();
         match container::spawn_parked(&prepared) {
             Ok(parked) => {
                 self.ctrs[i].standby = Some(Standby {
