@@ -109,21 +109,6 @@ impl Lc {
             .join(format!("pod{uid}"))
             .join(container)
     }
-
-    fn parent_dirs(&self) -> Vec<PathBuf> {
-        let mut out = Vec::new();
-        for e in std::fs::read_dir("/sys/fs/cgroup")
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let d = e.path().join(&self.parent);
-            if d.is_dir() {
-                out.push(d);
-            }
-        }
-        out
-    }
 }
 
 /// Ends `podsup run` with SIGTERM (the Ctrl-C path) and collects its output.
@@ -157,78 +142,9 @@ fn finish(child: &mut Child, limit: Duration) -> (std::process::ExitStatus, Stri
     (status, out, err)
 }
 
-fn leaks(lc: &Lc) -> Vec<String> {
-    let tmp = lc.dirs.tmp.path().display().to_string();
-    let mut problems = Vec::new();
-    let me = std::process::id() as i32;
-    for pid in common::processes_mentioning(&tmp) {
-        if pid != me {
-            problems.push(format!("process left: {pid}"));
-        }
-    }
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    for l in mounts.lines().filter(|l| l.contains(&tmp)) {
-        problems.push(format!("mount left: {l}"));
-    }
-    for d in ["run/pods", "root/pods"] {
-        for e in std::fs::read_dir(lc.dirs.tmp.path().join(d))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            problems.push(format!("pod directory left: {}", e.path().display()));
-        }
-    }
-    for p in lc.parent_dirs() {
-        for e in std::fs::read_dir(&p).into_iter().flatten().flatten() {
-            if e.path().is_dir() {
-                problems.push(format!("cgroup left: {}", e.path().display()));
-            }
-        }
-    }
-    problems
-}
-
-/// Removes `dir` and the groups below it, deepest first.
-fn rmdir_tree(dir: &Path) {
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        if e.path().is_dir() {
-            rmdir_tree(&e.path());
-        }
-    }
-    let _ = std::fs::remove_dir(dir);
-}
-
 impl Drop for Lc {
     fn drop(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(3);
-        let mut problems = leaks(self);
-        while !problems.is_empty() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-            problems = leaks(self);
-        }
-        let tmp = self.dirs.tmp.path().display().to_string();
-        let me = std::process::id() as i32;
-        for pid in common::processes_mentioning(&tmp) {
-            if pid != me {
-                let _ = std::process::Command::new("kill")
-                    .arg("-9")
-                    .arg(pid.to_string())
-                    .status();
-            }
-        }
-        // Processes of our groups only (the parent is this test's own).
-        for p in self.parent_dirs() {
-            std::thread::sleep(Duration::from_millis(100));
-            rmdir_tree(&p);
-        }
-        if problems.is_empty() {
-            return;
-        }
-        if !std::thread::panicking() {
-            panic!("leak check failed:\n{}", problems.join("\n"));
-        }
-        eprintln!("leak check failed:\n{}", problems.join("\n"));
+        common::finish_leak_check(self.dirs.tmp.path(), &self.parent, Duration::from_secs(3));
     }
 }
 
@@ -730,6 +646,19 @@ fn children_of(pid: u32) -> Vec<u32> {
     out
 }
 
+fn parent_of(pid: u32) -> u32 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap()
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 fn comm(pid: u32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/comm"))
         .unwrap_or_default()
@@ -768,16 +697,7 @@ fn a_parked_process_takes_the_next_start() {
         // The shim is the parent of the container's sh; the parked process is its other
         // child that has not exec'd (it still has the shim's name).
         if let Some(sh) = sleeper() {
-            let shim = std::fs::read_to_string(format!("/proc/{sh}/stat"))
-                .unwrap()
-                .rsplit(')')
-                .next()
-                .unwrap()
-                .split_whitespace()
-                .nth(1)
-                .unwrap()
-                .parse::<u32>()
-                .unwrap();
+            let shim = parent_of(sh as u32);
             if let Some(p) = children_of(shim)
                 .into_iter()
                 .find(|&c| c != sh as u32 && comm(c) == comm(shim))
@@ -872,16 +792,7 @@ fn a_parked_process_takes_the_next_start() {
             std::thread::sleep(Duration::from_millis(20));
         };
         std::thread::sleep(Duration::from_millis(200));
-        let shim = std::fs::read_to_string(format!("/proc/{sh}/stat"))
-            .unwrap()
-            .rsplit(')')
-            .next()
-            .unwrap()
-            .split_whitespace()
-            .nth(1)
-            .unwrap()
-            .parse::<u32>()
-            .unwrap();
+        let shim = parent_of(sh);
         assert_eq!(children_of(shim), vec![sh], "{policy} {flags:?}");
         let (status, _, err) = stop(child, Duration::from_secs(20));
         assert!(status.success(), "{err}");

@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -119,17 +119,6 @@ impl P {
         }
         out
     }
-
-    fn parent_dirs(&self) -> Vec<PathBuf> {
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        mounts
-            .lines()
-            .filter(|l| l.contains(" - cgroup"))
-            .filter_map(|l| l.split(' ').nth(4))
-            .map(|mp| Path::new(mp).join(&self.parent))
-            .filter(|d| d.is_dir())
-            .collect()
-    }
 }
 
 fn ctr<'a>(s: &'a Value, name: &str) -> &'a Value {
@@ -199,71 +188,10 @@ impl Term for Child {
     }
 }
 
-fn leaks(p: &P) -> Vec<String> {
-    let tmp = p.dirs.tmp.path().display().to_string();
-    let mut problems = Vec::new();
-    for pid in common::processes_mentioning(&tmp) {
-        problems.push(format!("process left: {pid}"));
-    }
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    for l in mounts.lines().filter(|l| l.contains(&tmp)) {
-        problems.push(format!("mount left: {l}"));
-    }
-    for d in ["run/pods", "root/pods"] {
-        for e in std::fs::read_dir(p.dirs.tmp.path().join(d))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            problems.push(format!("pod directory left: {}", e.path().display()));
-        }
-    }
-    for d in p.parent_dirs() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            if e.path().is_dir() {
-                problems.push(format!("cgroup left: {}", e.path().display()));
-            }
-        }
-    }
-    problems
-}
-
 impl Drop for P {
     fn drop(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let mut problems = leaks(self);
-        while !problems.is_empty() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-            problems = leaks(self);
-        }
-        let tmp = self.dirs.tmp.path().display().to_string();
-        for pid in common::processes_mentioning(&tmp) {
-            let _ = std::process::Command::new("kill")
-                .arg("-9")
-                .arg(pid.to_string())
-                .status();
-        }
-        std::thread::sleep(Duration::from_millis(100));
-        for d in self.parent_dirs() {
-            rmdir_tree(&d);
-        }
-        if problems.is_empty() {
-            return;
-        }
-        if !std::thread::panicking() {
-            panic!("leak check failed:\n{}", problems.join("\n"));
-        }
-        eprintln!("leak check failed:\n{}", problems.join("\n"));
+        common::finish_leak_check(self.dirs.tmp.path(), &self.parent, Duration::from_secs(5));
     }
-}
-
-fn rmdir_tree(dir: &Path) {
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        if e.path().is_dir() {
-            rmdir_tree(&e.path());
-        }
-    }
-    let _ = std::fs::remove_dir(dir);
 }
 
 /// A pod named `name` with `containers` (YAML list items), the test's www directory as

@@ -196,3 +196,84 @@ pub fn processes_mentioning(needle: &str) -> Vec<i32> {
     }
     found
 }
+
+/// The cgroup parent `name` in every hierarchy where it exists.
+pub fn cgroup_parent_dirs(name: &str) -> Vec<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    mounts
+        .lines()
+        .filter(|l| l.contains(" - cgroup"))
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|mp| Path::new(mp).join(name))
+        .filter(|d| d.is_dir())
+        .collect()
+}
+
+/// What a `podsup run` test left: processes and mounts mentioning its temp dir, pod
+/// directories, cgroups under its parent.
+pub fn run_leaks(tmp: &Path, parent: &str) -> Vec<String> {
+    let needle = tmp.display().to_string();
+    let mut problems = Vec::new();
+    for pid in processes_mentioning(&needle) {
+        problems.push(format!("process left: {pid}"));
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for l in mounts.lines().filter(|l| l.contains(&needle)) {
+        problems.push(format!("mount left: {l}"));
+    }
+    for d in ["run/pods", "root/pods"] {
+        for e in std::fs::read_dir(tmp.join(d))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            problems.push(format!("pod directory left: {}", e.path().display()));
+        }
+    }
+    for p in cgroup_parent_dirs(parent) {
+        for e in std::fs::read_dir(&p).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                problems.push(format!("cgroup left: {}", e.path().display()));
+            }
+        }
+    }
+    problems
+}
+
+/// The end of a `podsup run` test (call it from `Drop`, also after a failed assertion): waits
+/// up to `grace` for the leak check to pass, then removes whatever is left (processes of the
+/// test's directory by pid, the groups under its own parent and the parent itself) and fails
+/// the test if anything was left (or only says so when it is already failing).
+pub fn finish_leak_check(tmp: &Path, parent: &str, grace: std::time::Duration) {
+    let deadline = std::time::Instant::now() + grace;
+    let mut problems = run_leaks(tmp, parent);
+    while !problems.is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        problems = run_leaks(tmp, parent);
+    }
+    for pid in processes_mentioning(&tmp.display().to_string()) {
+        let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+    }
+    // Processes of our groups only (the parent is this test's own).
+    for p in cgroup_parent_dirs(parent) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        rmdir_tree(&p);
+    }
+    if problems.is_empty() {
+        return;
+    }
+    if !std::thread::panicking() {
+        panic!("leak check failed:\n{}", problems.join("\n"));
+    }
+    eprintln!("leak check failed:\n{}", problems.join("\n"));
+}
+
+/// Removes `dir` and the groups below it, deepest first.
+pub fn rmdir_tree(dir: &Path) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.path().is_dir() {
+            rmdir_tree(&e.path());
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}
