@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{TestDirs, podsup, require_root};
+use common::{TestDirs, require_root};
 
 struct Lc {
     dirs: TestDirs,
@@ -39,17 +39,8 @@ impl Lc {
     fn spawn(&self, yaml: &str, flags: &[&str], stdout: Stdio) -> Child {
         let path = self.dirs.manifests.join("pod.yaml");
         std::fs::write(&path, yaml.replace("IMAGE", &self.image)).unwrap();
-        podsup()
-            .arg("run")
-            .arg(&path)
-            .arg("--root")
-            .arg(&self.dirs.root)
-            .arg("--run")
-            .arg(&self.dirs.run)
-            .arg("--log-dir")
-            .arg(&self.dirs.log_dir)
-            .arg("--cgroup-parent")
-            .arg(&self.parent)
+        self.dirs
+            .podsup_run(&path, &self.parent)
             .args(flags)
             .stdin(Stdio::null())
             .stdout(stdout)
@@ -60,11 +51,7 @@ impl Lc {
 
     /// The pod's run directory, once the shim has written its status.
     fn pod_dir(&self) -> Option<PathBuf> {
-        std::fs::read_dir(self.dirs.run.join("pods"))
-            .ok()?
-            .flatten()
-            .map(|e| e.path())
-            .find(|p| p.join("status.json").exists())
+        self.dirs.pod_dir()
     }
 
     fn status(&self) -> Option<serde_json::Value> {

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{TestDirs, podsup, require_root};
+use common::{TestDirs, require_root};
 use serde_json::Value;
 
 struct P {
@@ -44,17 +44,8 @@ impl P {
     fn spawn(&self, yaml: &str) -> Child {
         let path = self.dirs.manifests.join("pod.yaml");
         std::fs::write(&path, self.fill(yaml)).unwrap();
-        podsup()
-            .arg("run")
-            .arg(&path)
-            .arg("--root")
-            .arg(&self.dirs.root)
-            .arg("--run")
-            .arg(&self.dirs.run)
-            .arg("--log-dir")
-            .arg(&self.dirs.log_dir)
-            .arg("--cgroup-parent")
-            .arg(&self.parent)
+        self.dirs
+            .podsup_run(&path, &self.parent)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -68,11 +59,7 @@ impl P {
     }
 
     fn pod_dir(&self) -> Option<PathBuf> {
-        std::fs::read_dir(self.dirs.run.join("pods"))
-            .ok()?
-            .flatten()
-            .map(|e| e.path())
-            .find(|p| p.join("status.json").exists())
+        self.dirs.pod_dir()
     }
 
     fn status(&self) -> Option<Value> {

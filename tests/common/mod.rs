@@ -76,6 +76,31 @@ impl TestDirs {
             self.log_dir.display().to_string(),
         ]
     }
+
+    /// `podsup run FILE` with this test's directories and cgroup parent (add flags, stdio).
+    pub fn podsup_run(&self, file: &Path, cgroup_parent: &str) -> Command {
+        let mut c = podsup();
+        c.arg("run")
+            .arg(file)
+            .arg("--root")
+            .arg(&self.root)
+            .arg("--run")
+            .arg(&self.run)
+            .arg("--log-dir")
+            .arg(&self.log_dir)
+            .arg("--cgroup-parent")
+            .arg(cgroup_parent);
+        c
+    }
+
+    /// The run directory of the pod whose shim has written its status (tests with one pod).
+    pub fn pod_dir(&self) -> Option<PathBuf> {
+        std::fs::read_dir(self.run.join("pods"))
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.join("status.json").exists())
+    }
 }
 
 /// Where Debian's busybox-static puts its binary.
