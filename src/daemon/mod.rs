@@ -29,7 +29,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
 use nix::errno::Errno;
-use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::poll::{PollFd, PollFlags};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::Pid;
@@ -1146,13 +1146,7 @@ impl Daemon {
                 .into_iter()
                 .flatten()
                 .min();
-            let timeout = match deadline {
-                Some(t) => {
-                    let ms = t.saturating_duration_since(Instant::now()).as_millis() + 1;
-                    PollTimeout::try_from(ms.min(60_000) as i32).unwrap_or(PollTimeout::NONE)
-                }
-                None => PollTimeout::NONE,
-            };
+            let timeout = crate::sys::poll_timeout(deadline);
             let uids: Vec<String> = self
                 .entries
                 .iter()

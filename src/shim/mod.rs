@@ -29,7 +29,7 @@ use anyhow::{Context, Result};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::mount::{MntFlags, MsFlags};
-use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::poll::{PollFd, PollFlags};
 use nix::sched::CloneFlags;
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -750,13 +750,7 @@ impl Shim {
             .into_iter()
             .flatten()
             .min();
-            let timeout = match deadline {
-                Some(t) => {
-                    let ms = t.saturating_duration_since(Instant::now()).as_millis() + 1;
-                    PollTimeout::try_from(ms.min(60_000) as i32).unwrap_or(PollTimeout::NONE)
-                }
-                None => PollTimeout::NONE,
-            };
+            let timeout = crate::sys::poll_timeout(deadline);
             let mut fds = vec![PollFd::new(sigfd.as_fd(), PollFlags::POLLIN)];
             for p in &self.pumps {
                 fds.push(PollFd::new(p.fd.as_fd(), PollFlags::POLLIN));

@@ -109,3 +109,19 @@ pub fn trim_heap() {
         libc::malloc_trim(0);
     }
 }
+
+/// The `poll` timeout that wakes a loop at `deadline` (never: `None`): rounded up to the next
+/// millisecond so that the loop does not wake just before it and spin, and at most 60 s.
+pub fn poll_timeout(deadline: Option<std::time::Instant>) -> nix::poll::PollTimeout {
+    use nix::poll::PollTimeout;
+    match deadline {
+        Some(t) => {
+            let ms = t
+                .saturating_duration_since(std::time::Instant::now())
+                .as_millis()
+                + 1;
+            PollTimeout::try_from(ms.min(60_000) as i32).unwrap_or(PollTimeout::NONE)
+        }
+        None => PollTimeout::NONE,
+    }
+}
