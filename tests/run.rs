@@ -129,20 +129,10 @@ impl std::fmt::Display for Run {
 }
 
 /// The test's cgroup parent in every hierarchy.
-fn parent_dirs(parent: &str) -> Vec<PathBuf> {
-    std::fs::read_dir("/sys/fs/cgroup")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path().join(parent))
-        .filter(|d| d.is_dir())
-        .collect()
-}
-
 fn leaks(tmp: &Path, parent: &str) -> Vec<String> {
     let needle = tmp.display().to_string();
     let mut problems = Vec::new();
-    for p in parent_dirs(parent) {
+    for p in common::cgroup_parent_dirs(parent) {
         for e in std::fs::read_dir(&p).into_iter().flatten().flatten() {
             if e.path().is_dir() {
                 problems.push(format!("cgroup left: {}", e.path().display()));
@@ -180,50 +170,23 @@ impl Drop for PodTest {
             problems = leaks(&tmp, &parent);
         }
         if problems.is_empty() {
-            for d in parent_dirs(&parent) {
+            for d in common::cgroup_parent_dirs(&parent) {
                 let _ = std::fs::remove_dir(d);
             }
             return;
         }
         // Clean up what this test started, then fail.
-        for pid in common::processes_mentioning(&tmp.display().to_string()) {
-            let _ = std::process::Command::new("kill")
-                .arg("-9")
-                .arg(pid.to_string())
-                .status();
-        }
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        for l in mounts.lines().rev() {
-            if let Some(mp) = l
-                .split(' ')
-                .nth(4)
-                .filter(|m| m.contains(&*tmp.to_string_lossy()))
-            {
-                let _ = std::process::Command::new("umount")
-                    .arg("-l")
-                    .arg(mp)
-                    .status();
-            }
-        }
+        common::kill_and_unmount(&tmp);
         // The test's own cgroups (its processes are dead by now), deepest first.
         std::thread::sleep(Duration::from_millis(100));
-        for d in parent_dirs(&parent) {
-            rmdir_tree(&d);
+        for d in common::cgroup_parent_dirs(&parent) {
+            common::rmdir_tree(&d);
         }
         if !std::thread::panicking() {
             panic!("leak check failed:\n{}", problems.join("\n"));
         }
         eprintln!("leak check failed:\n{}", problems.join("\n"));
     }
-}
-
-fn rmdir_tree(dir: &Path) {
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        if e.path().is_dir() {
-            rmdir_tree(&e.path());
-        }
-    }
-    let _ = std::fs::remove_dir(dir);
 }
 
 /// Reads `podsup run`'s stdout on a thread until a line contains `needle` (at most 20 s;

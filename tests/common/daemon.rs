@@ -291,23 +291,7 @@ impl Drop for DaemonTest {
             }
             panic!("leak check failed: cgroup parent left: {left:?}");
         }
-        for pid in super::processes_mentioning(&tmp.display().to_string()) {
-            let _ = std::process::Command::new("kill")
-                .args(["-9", &pid.to_string()])
-                .status();
-        }
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        for l in mounts.lines().rev() {
-            if let Some(mp) = l
-                .split(' ')
-                .nth(4)
-                .filter(|m| m.contains(&*tmp.to_string_lossy()))
-            {
-                let _ = std::process::Command::new("umount")
-                    .args(["-l", mp])
-                    .status();
-            }
-        }
+        super::kill_and_unmount(&tmp);
         let msg = format!(
             "leak check failed:\n{}\ndaemon log:\n{}",
             problems.join("\n"),

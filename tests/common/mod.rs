@@ -276,9 +276,7 @@ pub fn finish_leak_check(tmp: &Path, parent: &str, grace: std::time::Duration) {
         std::thread::sleep(std::time::Duration::from_millis(50));
         problems = run_leaks(tmp, parent);
     }
-    for pid in processes_mentioning(&tmp.display().to_string()) {
-        let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
-    }
+    kill_and_unmount(tmp);
     // Processes of our groups only (the parent is this test's own).
     for p in cgroup_parent_dirs(parent) {
         std::thread::sleep(std::time::Duration::from_millis(100));
@@ -301,4 +299,19 @@ pub fn rmdir_tree(dir: &Path) {
         }
     }
     let _ = std::fs::remove_dir(dir);
+}
+
+/// After a failed leak check: SIGKILLs the processes that mention `tmp` (by pid) and lazily
+/// unmounts what is mounted under it, deepest first.
+pub fn kill_and_unmount(tmp: &Path) {
+    let needle = tmp.display().to_string();
+    for pid in processes_mentioning(&needle) {
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for l in mounts.lines().rev() {
+        if let Some(mp) = l.split(' ').nth(4).filter(|m| m.contains(&needle)) {
+            let _ = Command::new("umount").args(["-l", mp]).status();
+        }
+    }
 }
